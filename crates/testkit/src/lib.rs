@@ -1,0 +1,26 @@
+//! Test helpers shared by every crate's integration tests.
+//!
+//! # Layout
+//! - [`proc`]: start the workspace's binaries with a per-test marker in their environment, and
+//!   guards that, on drop, kill by PID every process carrying that marker (the binary itself and
+//!   anything it spawned, grandchildren included), so a failing test leaves nothing behind.
+//! - [`wait`]: `wait_for(deadline, condition)` polling instead of sleeps.
+//! - [`net`]: free loopback ports and ranges of them.
+//! - [`http`]: a tiny blocking HTTP/1.1 client for loopback tests (no extra dependencies).
+//!
+//! # Theory of operation
+//! Every process a test starts through [`proc::Spawner`] gets `TESTKIT_MARK=<unique id>` in its
+//! environment. Environments are inherited, so whatever it forks carries the mark too, even after
+//! `setsid` or a double fork. Dropping the [`proc::Spawner`] scans `/proc/*/environ` for the mark
+//! and sends SIGKILL to each matching PID (never by name).
+#![allow(clippy::unwrap_used)]
+
+pub mod http;
+pub mod net;
+pub mod proc;
+pub mod wait;
+
+pub use http::{Response, http_get, http_request};
+pub use net::{free_port, free_port_range};
+pub use proc::{Spawner, bin_path, pid_alive, pids_with_env};
+pub use wait::{wait_for, wait_for_value};
