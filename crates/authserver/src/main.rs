@@ -1,1 +1,156 @@
-fn main() {}
+//! `authserver`: the time service's session store.
+//!
+//! # Layout
+//! - `cli`: flags. `store`: the map and its JSON dump format. `checkpoint`: writing the dump
+//!   (interval and shutdown). `routes`: `/get`, `/set`, `/monitor`.
+//!
+//! # Theory of operation
+//! Start-up: flags (bad: exit 2), log config (bad: exit 2), dump file (corrupt or unreadable:
+//! exit 1 and the file is left alone — starting empty would lose every session at the next
+//! checkpoint), then bind (port taken: exit 1 at once). While serving, a task writes the dump
+//! every `--checkpoint-interval` if anything changed. On SIGTERM/SIGINT requests in flight get
+//! `--drain-timeout` to finish, then a final dump is written and we exit 0 (1 if that dump
+//! failed: the sessions since the last checkpoint are lost and the supervisor should know).
+//! After a `kill -9` the next start sees the state of the last checkpoint.
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use servicekit::access_log::RequestStats;
+use servicekit::logconfig::{self, LogGuard};
+use servicekit::serve::{self, Stopped};
+use servicekit::shutdown::shutdown_signal;
+
+mod checkpoint;
+mod cli;
+mod routes;
+mod store;
+
+use checkpoint::Checkpointer;
+use cli::Cli;
+use routes::App;
+use store::Store;
+
+const USAGE_ERROR: u8 = 2;
+const RUNTIME_ERROR: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // exits 2 on bad flags, 0 on --help/--version
+    let log = match logconfig::init_from_flag(cli.log.as_deref()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("authserver: {e}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let store = match cli.dumpfile.as_deref().map(Store::load).transpose() {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => return fatal(&log, RUNTIME_ERROR, &e),
+    };
+    if let Some(dir) = cli
+        .dumpfile
+        .as_deref()
+        .and_then(|p| p.parent())
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        // Fail now, not at the first checkpoint ten seconds after everyone logged in.
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            let msg = format!(
+                "cannot create the folder for the dump file {}: {e}",
+                dir.display()
+            );
+            return fatal(&log, RUNTIME_ERROR, &msg);
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return fatal(
+                &log,
+                RUNTIME_ERROR,
+                &format!("cannot start the runtime: {e}"),
+            );
+        }
+    };
+    runtime.block_on(run(cli, store, &log))
+}
+
+async fn run(cli: Cli, store: Store, log: &LogGuard) -> ExitCode {
+    let listener = match serve::bind(&cli.host, cli.authport).await {
+        Ok(l) => l,
+        Err(e) => return fatal(log, RUNTIME_ERROR, &e),
+    };
+    let stop = match shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => {
+            return fatal(
+                log,
+                RUNTIME_ERROR,
+                &format!("cannot install signal handlers: {e}"),
+            );
+        }
+    };
+    let entries = store.len();
+    let store = Arc::new(Mutex::new(store));
+    let checkpoint = cli
+        .dumpfile
+        .clone()
+        .map(|path| Arc::new(Checkpointer::new(path, store.clone())));
+    let periodic = checkpoint.clone().map(|c| {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        (
+            stop,
+            tokio::spawn(c.run_periodically(cli.checkpoint_interval, stopped)),
+        )
+    });
+    let app = Arc::new(App {
+        store,
+        stats: Arc::new(RequestStats::default()),
+        checkpoint: checkpoint.clone(),
+    });
+    let addr = listener.local_addr().map_or_else(
+        |_| format!("{}:{}", cli.host, cli.authport),
+        |a| a.to_string(),
+    );
+    tracing::info!(
+        addr = %addr,
+        dumpfile = %cli.dumpfile.as_deref().map_or("(none: memory only)".into(), |p| p.display().to_string()),
+        checkpoint_interval_ms = cli.checkpoint_interval.as_millis() as u64,
+        entries,
+        version = env!("CARGO_PKG_VERSION"),
+        "authserver listening"
+    );
+    let served = serve::serve(listener, routes::router(app), stop, cli.drain_timeout).await;
+    if let Some((stop, task)) = periodic {
+        // Let a dump in progress finish before the final one (see `run_periodically`).
+        let _ = stop.send(());
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "the checkpoint task failed");
+        }
+    }
+    let final_dump = match &checkpoint {
+        Some(c) => c.dump_if_changed().await.map(|_| ()),
+        None => Ok(()),
+    };
+    match (served, final_dump) {
+        (_, Err(e)) => fatal(log, RUNTIME_ERROR, &format!("final dump failed: {e}")),
+        (Err(e), Ok(())) => fatal(log, RUNTIME_ERROR, &format!("server failed: {e}")),
+        (Ok(Stopped::Drained(signal) | Stopped::DrainTimedOut(signal)), Ok(())) => {
+            tracing::info!(%signal, "stopped cleanly");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Reports a fatal error in the log and, if the log does not already go there, on stderr (where
+/// a supervisor's error file catches it), then gives the exit code.
+fn fatal(log: &LogGuard, code: u8, error: &dyn std::fmt::Display) -> ExitCode {
+    tracing::error!("{error}");
+    if !log.to_console() {
+        eprintln!("authserver: {error}");
+    }
+    ExitCode::from(code)
+}

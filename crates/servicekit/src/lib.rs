@@ -1,1 +1,29 @@
-//! placeholder
+//! What the time service's servers (`timeserver`, `authserver`) share, and what the supervisor
+//! reuses (`duration`, `atomic_file`).
+//!
+//! # Layout
+//! - [`duration`]: `10`, `1.5`, `500ms`, `10s`, `1m` → [`std::time::Duration`]; a bare number is
+//!   seconds, as the course's servers had it.
+//! - [`atomic_file`]: replace a file so that a crash at any instant leaves either the old or the
+//!   new content, never a torn mix.
+//! - [`logconfig`]: the course's seelog-style XML log configs, parsed and turned into a `tracing`
+//!   subscriber that writes to files and/or stderr.
+//! - [`access_log`]: axum middleware that writes one log line per request and counts requests by
+//!   route and status for `/monitor`.
+//! - [`shutdown`]: a future that resolves on SIGTERM or SIGINT.
+//! - [`serve`]: bind with a clear error, serve until a signal, then drain for a bounded time.
+//!
+//! # Theory of operation
+//! A server's `main` parses flags, calls [`logconfig::init_from_flag`] (a bad config is a usage
+//! error, exit 2), binds with [`serve::bind`] *before* anything slow (a taken port must fail at
+//! once: the supervisor moves on to the next port), installs [`shutdown::shutdown_signal`] and
+//! hands its router, wrapped in [`access_log::with_access_log`], to [`serve::serve`]. When a signal arrives
+//! the listener stops accepting, requests in flight get the drain period to finish, and `serve`
+//! returns so that `main` can save state before exiting.
+
+pub mod access_log;
+pub mod atomic_file;
+pub mod duration;
+pub mod logconfig;
+pub mod serve;
+pub mod shutdown;

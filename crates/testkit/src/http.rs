@@ -1,6 +1,6 @@
 //! A minimal blocking HTTP/1.1 client, enough for loopback tests.
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -14,7 +14,9 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
@@ -72,7 +74,10 @@ fn read_response(mut r: impl BufRead) -> std::io::Result<Response> {
         }
     }
     let mut raw = Vec::new();
-    if headers.get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         loop {
             line.clear();
             r.read_line(&mut line)?;
@@ -87,11 +92,18 @@ fn read_response(mut r: impl BufRead) -> std::io::Result<Response> {
             line.clear();
             r.read_line(&mut line)?;
         }
-    } else if let Some(len) = headers.get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+    } else if let Some(len) = headers
+        .get("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         raw.resize(len, 0);
         r.read_exact(&mut raw)?;
     } else {
         r.read_to_end(&mut raw)?;
     }
-    Ok(Response { status, headers, body: String::from_utf8_lossy(&raw).into_owned() })
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&raw).into_owned(),
+    })
 }

@@ -7,6 +7,7 @@
 //! - [`wait`]: `wait_for(deadline, condition)` polling instead of sleeps.
 //! - [`net`]: free loopback ports and ranges of them.
 //! - [`http`]: a tiny blocking HTTP/1.1 client for loopback tests (no extra dependencies).
+//! - [`server`]: a server binary under test, its output in files, ready when its port answers.
 //!
 //! # Theory of operation
 //! Every process a test starts through [`proc::Spawner`] gets `TESTKIT_MARK=<unique id>` in its
@@ -18,9 +19,11 @@
 pub mod http;
 pub mod net;
 pub mod proc;
+pub mod server;
 pub mod wait;
 
 pub use http::{Response, http_get, http_request};
 pub use net::{free_port, free_port_range};
 pub use proc::{Spawner, bin_path, pid_alive, pids_with_env};
+pub use server::{ServerProc, run_to_exit};
 pub use wait::{wait_for, wait_for_value};

@@ -13,7 +13,11 @@ pub fn bin_path(name: &str) -> PathBuf {
     // target/debug/deps/<test-binary> -> target/debug/<name>
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let p = dir.join(name);
-    assert!(p.exists(), "{} is not built; run the tests with `cargo nextest run --workspace`", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built; run the tests with `cargo nextest run --workspace`",
+        p.display()
+    );
     p
 }
 
@@ -31,8 +35,16 @@ impl Default for Spawner {
 impl Spawner {
     pub fn new() -> Self {
         static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let mark = format!("{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let mark = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            nanos
+        );
         Spawner { mark }
     }
 
@@ -86,13 +98,19 @@ pub fn pids_with_env(var: &str, value: &str) -> Vec<i32> {
     let needle = format!("{var}={value}");
     let me = std::process::id() as i32;
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
         if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) && pid_alive(pid) {
             out.push(pid);
         }
@@ -104,7 +122,9 @@ pub fn pids_with_env(var: &str, value: &str) -> Vec<i32> {
 pub fn pid_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => {
-            let state = s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            let state = s
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
             !matches!(state, Some("Z") | Some("X") | None)
         }
         Err(_) => false,

@@ -1,0 +1,9 @@
+//! Integration tests against the real `timeserver` (and `authserver`) binaries on loopback.
+//! One test binary for the crate (link time), one module per topic.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod lifecycle;
+mod load;
+mod login;
+mod pages;
