@@ -1,0 +1,87 @@
+//! The dump document written by `--dumpfile`: versioned JSON, read defensively.
+//!
+//! A process is identified by (pid, start time, boot id), never by pid alone: after the
+//! supervisor's crash, a recorded pid may by now belong to a stranger.
+use serde::{Deserialize, Serialize};
+
+/// The current format version. Older versions stay readable (see the frozen examples in
+/// `tests/data/checkpoint-v*.json`).
+pub const VERSION: u32 = 1;
+
+/// Who wrote the dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorIdentity {
+    /// Stable per dump file; every task carries it in its environment.
+    pub instance: String,
+    pub pid: u32,
+    /// `/proc/self/stat` field 22 of the supervisor.
+    pub start_time: u64,
+    pub boot_id: String,
+    pub version: String,
+}
+
+/// One live task process at the time of the dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRecord {
+    pub index: usize,
+    pub name: String,
+    pub argv: Vec<String>,
+    pub port: Option<u16>,
+    pub generation: u64,
+    pub pid: u32,
+    pub pgid: u32,
+    /// `/proc/PID/stat` field 22 (clock ticks after boot), when it could be read.
+    pub start_time: Option<u64>,
+    /// The boot the process belongs to; filled in by the shell when writing.
+    pub boot_id: Option<String>,
+}
+
+/// The whole document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    pub version: u32,
+    pub supervisor: SupervisorIdentity,
+    /// Wall-clock time of writing, milliseconds since the Unix epoch.
+    pub written_at_ms: u64,
+    /// True when written at a clean shutdown: nothing is left running.
+    pub clean: bool,
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// Why a dump could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("not a valid dump: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("dump format version {found} is newer than this supervisor understands ({VERSION})")]
+    FutureVersion { found: u32 },
+    #[error("dump format version {found} is not a known version")]
+    UnknownVersion { found: u32 },
+}
+
+impl Checkpoint {
+    /// Parses a dump, accepting every known format version.
+    pub fn parse(text: &str) -> Result<Checkpoint, CheckpointError> {
+        #[derive(Deserialize)]
+        struct Probe {
+            version: u32,
+        }
+        let probe: Probe = serde_json::from_str(text)?;
+        match probe.version {
+            VERSION => Ok(serde_json::from_str(text)?),
+            v if v > VERSION => Err(CheckpointError::FutureVersion { found: v }),
+            v => Err(CheckpointError::UnknownVersion { found: v }),
+        }
+    }
+
+    /// Pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        s.push('\n');
+        s
+    }
+}

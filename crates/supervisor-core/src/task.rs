@@ -1,0 +1,217 @@
+//! One supervised task: its spec, where it is in its life, and what it has been through.
+use crate::spec::TaskSpec;
+use crate::status::ExitStatus;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A task's handle inside one [`crate::Core`]; stable for the task's life, never reused while
+/// the task exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct TaskId(pub usize);
+
+/// The state a person (or the API) sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting for a spawn slot, or being spawned.
+    Starting,
+    Running,
+    /// Dead, or failed to spawn, or waiting for a free port; restarts at `retry_at`.
+    Backoff,
+    /// Signalled to stop; waiting for its process group to be empty.
+    Stopping,
+    /// Stopped on request; stays down until started.
+    Stopped,
+}
+
+impl TaskState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Backoff => "backoff",
+            TaskState::Stopping => "stopping",
+            TaskState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Why a task is waiting in [`TaskState::Backoff`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackoffReason {
+    Crashed,
+    SpawnFailed,
+    NoFreePort,
+}
+
+/// Why a stop was started, and so what follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// `stop`: stay down.
+    Requested,
+    /// `restart`: start again once the group is gone.
+    Restart,
+    /// `remove`: forget the task once the group is gone.
+    Remove,
+    /// The supervisor is shutting down.
+    Shutdown,
+}
+
+/// The last way the task's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastExit {
+    pub status: ExitStatus,
+    pub at: Instant,
+    pub uptime: Duration,
+    pub pid: u32,
+}
+
+/// Internal phase, finer than [`TaskState`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Phase {
+    /// In the spawn queue, waiting for a token of the host-wide rate cap.
+    Queued,
+    /// A `Spawn` action is out; waiting for `Spawned`, `SpawnFailed` or `PortBusy`. `stop` is a
+    /// stop (or restart, remove, shutdown) requested meanwhile: it is carried out once the answer
+    /// arrives, because until then the process may exist and nobody else would stop it.
+    Spawning {
+        stop: Option<StopReason>,
+    },
+    Running,
+    Backoff {
+        reason: BackoffReason,
+        retry_at: Instant,
+    },
+    Stopping {
+        reason: StopReason,
+        deadline: Instant,
+        killed: bool,
+        leader_gone: bool,
+    },
+    Stopped,
+}
+
+/// Yo-yo bookkeeping: when it started and how log lines are rate-limited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Yoyo {
+    pub since: Instant,
+}
+
+/// Rate limit for a task's repetitive log lines: one line, then at most one per interval with
+/// the count of what was held back.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct LogGate {
+    pub next: Option<Instant>,
+    pub suppressed: u32,
+}
+
+impl LogGate {
+    /// True when a line may be logged now; otherwise counts it as suppressed.
+    pub fn allow(&mut self, now: Instant, every: Duration) -> Option<u32> {
+        match self.next {
+            Some(t) if now < t => {
+                self.suppressed = self.suppressed.saturating_add(1);
+                None
+            }
+            _ => {
+                self.next = Some(now + every);
+                let n = self.suppressed;
+                self.suppressed = 0;
+                Some(n)
+            }
+        }
+    }
+
+    pub fn reset(&mut self) {
+        *self = LogGate::default();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Task {
+    pub spec: Arc<TaskSpec>,
+    pub phase: Phase,
+    /// Set at every spawn attempt from a core-wide counter (so it grows, but not by one per
+    /// task, and is never shared by two spawns); inputs about other generations are ignored.
+    pub generation: u64,
+    pub pid: Option<u32>,
+    /// `/proc/PID/stat` start time (clock ticks since boot) of `pid`, as the shell read it.
+    pub start_ticks: Option<u64>,
+    pub port: Option<u16>,
+    pub started_at: Option<Instant>,
+    /// When the last unexpected death was seen: restart latency is measured from here.
+    pub died_at: Option<Instant>,
+    /// Deaths followed by a restart, plus manual restarts.
+    pub restarts: u64,
+    /// Consecutive deaths within `min_uptime` of a start.
+    pub quick_deaths: u32,
+    /// Consecutive deaths right after start that a probe blamed on a taken port.
+    pub port_conflicts: u32,
+    pub spawn_failures: u32,
+    pub yoyo: Option<Yoyo>,
+    pub log_gate: LogGate,
+    pub last_exit: Option<LastExit>,
+    pub last_error: Option<String>,
+    /// The one timer this task may have; `None` when it needs no wake-up.
+    pub wake_at: Option<Instant>,
+}
+
+impl Task {
+    pub fn new(spec: Arc<TaskSpec>) -> Self {
+        Task {
+            spec,
+            phase: Phase::Stopped,
+            generation: 0,
+            pid: None,
+            start_ticks: None,
+            port: None,
+            started_at: None,
+            died_at: None,
+            restarts: 0,
+            quick_deaths: 0,
+            port_conflicts: 0,
+            spawn_failures: 0,
+            yoyo: None,
+            log_gate: LogGate::default(),
+            last_exit: None,
+            last_error: None,
+            wake_at: None,
+        }
+    }
+
+    pub fn state(&self) -> TaskState {
+        match self.phase {
+            Phase::Queued | Phase::Spawning { stop: None } => TaskState::Starting,
+            Phase::Spawning { stop: Some(_) } => TaskState::Stopping,
+            Phase::Running => TaskState::Running,
+            Phase::Backoff { .. } => TaskState::Backoff,
+            Phase::Stopping { .. } => TaskState::Stopping,
+            Phase::Stopped => TaskState::Stopped,
+        }
+    }
+}
+
+/// A read-only snapshot of one task, for the API, metrics and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskView {
+    pub id: TaskId,
+    pub spec: Arc<TaskSpec>,
+    pub state: TaskState,
+    /// argv as last run (placeholders replaced).
+    pub argv: Vec<String>,
+    pub pid: Option<u32>,
+    pub start_ticks: Option<u64>,
+    pub port: Option<u16>,
+    pub generation: u64,
+    pub restarts: u64,
+    pub started_at: Option<Instant>,
+    pub last_exit: Option<LastExit>,
+    pub last_error: Option<String>,
+    pub backoff_reason: Option<BackoffReason>,
+    pub retry_at: Option<Instant>,
+    pub yoyo_since: Option<Instant>,
+    pub quick_deaths: u32,
+}

@@ -1,0 +1,212 @@
+//! The HTTP API: JSON endpoints, Server-Sent Events, Prometheus metrics and the dashboard.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /` | the dashboard (one self-contained page) |
+//! | `GET /health` | ok or degraded, and why (never needs the token) |
+//! | `GET /tasks`, `GET /tasks/{name}` | task state |
+//! | `POST /tasks` | add a task (same JSON object as in the task list) |
+//! | `POST /tasks/{name}/restart` `…/stop` `…/start` | control one task |
+//! | `DELETE /tasks/{name}` | stop and remove a task |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /events` | Server-Sent Events: one `data:` JSON object per task event |
+//!
+//! Handlers hold no state of their own: each request becomes a [`Request`] to the event loop.
+//! With a token (`--api-token-file`), every request but `GET /health` must carry
+//! `Authorization: Bearer TOKEN` (or `?token=TOKEN`, for the browser's EventSource).
+mod auth;
+
+use crate::control::{ApiError, Envelope, Reply, Request};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use auth::Token;
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub control: mpsc::Sender<Envelope>,
+    /// Task events, already encoded as JSON.
+    pub events: broadcast::Sender<Arc<str>>,
+    pub token: Option<Token>,
+}
+
+/// The router with every endpoint.
+pub fn router(state: ApiState) -> Router {
+    let token = state.token.clone();
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/health", get(health))
+        .route("/tasks", get(list_tasks).post(add_task))
+        .route("/tasks/{name}", get(get_task).delete(remove_task))
+        .route("/tasks/{name}/{action}", post(control_task))
+        .route("/metrics", get(metrics))
+        .route("/events", get(events))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            auth::require_token,
+        ))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until the runtime stops.
+pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
+    if let Err(e) = axum::serve(listener, router(state)).await {
+        tracing::error!(error = %e, "the HTTP API stopped");
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self)).into_response()
+    }
+}
+
+async fn ask(state: &ApiState, request: Request) -> Result<Reply, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let busy = || {
+        ApiError::new(
+            503,
+            "the supervisor's event loop did not answer (shutting down or overloaded)",
+        )
+    };
+    state
+        .control
+        .send(Envelope { request, reply: tx })
+        .await
+        .map_err(|_| busy())?;
+    match tokio::time::timeout(Duration::from_secs(10), rx).await {
+        Ok(Ok(Reply::Error(e))) => Err(e),
+        Ok(Ok(r)) => Ok(r),
+        _ => Err(busy()),
+    }
+}
+
+fn unexpected() -> ApiError {
+    ApiError::new(500, "unexpected reply from the event loop")
+}
+
+async fn dashboard() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-store")], Html(DASHBOARD))
+}
+
+async fn health(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    match ask(&s, Request::Health).await? {
+        Reply::Health(h) => Ok(Json(h).into_response()),
+        _ => Err(unexpected()),
+    }
+}
+
+async fn list_tasks(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    match ask(&s, Request::ListTasks).await? {
+        Reply::Tasks(t) => Ok(Json(t).into_response()),
+        _ => Err(unexpected()),
+    }
+}
+
+async fn get_task(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    match ask(&s, Request::GetTask(name)).await? {
+        Reply::Task(t) => Ok(Json(t).into_response()),
+        _ => Err(unexpected()),
+    }
+}
+
+async fn add_task(
+    State(s): State<ApiState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(400, format!("the body is not valid JSON: {e}; expected a task object like {{\"command\": [\"prog\", \"arg\"]}}"))
+    })?;
+    match ask(&s, Request::Add(value)).await? {
+        Reply::Added(t) => Ok((StatusCode::CREATED, Json(t)).into_response()),
+        _ => Err(unexpected()),
+    }
+}
+
+async fn remove_task(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    match ask(&s, Request::Remove(name)).await? {
+        Reply::Done => {
+            Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"ok": true}))).into_response())
+        }
+        _ => Err(unexpected()),
+    }
+}
+
+async fn control_task(
+    State(s): State<ApiState>,
+    Path((name, action)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let request = match action.as_str() {
+        "restart" => Request::Restart(name),
+        "stop" => Request::Stop(name),
+        "start" => Request::Start(name),
+        other => {
+            return Err(ApiError::new(
+                404,
+                format!("unknown action {other:?}: expected restart, stop or start"),
+            ));
+        }
+    };
+    match ask(&s, request).await? {
+        Reply::Done => {
+            Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"ok": true}))).into_response())
+        }
+        _ => Err(unexpected()),
+    }
+}
+
+async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    match ask(&s, Request::Metrics).await? {
+        Reply::Metrics(text) => {
+            Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+        }
+        _ => Err(unexpected()),
+    }
+}
+
+async fn events(
+    State(s): State<ApiState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = s.events.subscribe();
+    let stream = stream::unfold(rx, |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(json) => SseEvent::default().event("task").data(&*json),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                // A slow reader missed events: say so, so a dashboard reloads the full state.
+                SseEvent::default()
+                    .event("lagged")
+                    .data(format!("{{\"type\":\"lagged\",\"missed\":{n}}}"))
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(event), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        404,
+        "no such endpoint: see GET / for the dashboard, /health, /tasks, /metrics, /events",
+    )
+}

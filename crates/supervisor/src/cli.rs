@@ -1,0 +1,148 @@
+//! Command-line flags. Every flag takes `--flag=value` and `--flag value`; durations take a bare
+//! number of seconds (as the course's servers did) or a unit (`500ms`, `10s`).
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use servicekit::duration::parse_duration_arg;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use supervisor_core::PortRange;
+
+/// The default address of the HTTP API (loopback only).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7171";
+
+/// Runs, restarts and port-assigns the tasks of a JSON task list read from standard input.
+///
+/// Example: ./bin/supervisor --port-range=8000-8099 --dumpfile=run/supervisor.dump < etc/tasks.json
+///
+/// `supervisor ctl ...` talks to a running supervisor's API.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "supervisor", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: Args,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Talk to a running supervisor: status, health, restart/stop/start/add/remove tasks.
+    Ctl(CtlArgs),
+}
+
+/// `supervisor ctl`.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct CtlArgs {
+    /// The supervisor's API.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:7171",
+        env = "SUPERVISOR_API"
+    )]
+    pub api: String,
+    /// File holding the API token (see the supervisor's --api-token-file).
+    #[arg(long, value_name = "PATH", env = "SUPERVISOR_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: CtlAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CtlAction {
+    /// A table of every task (like `supervisorctl status`).
+    Status,
+    /// The supervisor's health; exit status 1 when degraded.
+    Health,
+    /// Stop a task and start it again.
+    Restart { name: String },
+    /// Stop a task and keep it down.
+    Stop { name: String },
+    /// Start a stopped task.
+    Start { name: String },
+    /// Add a task: one task object (as in the task list) on standard input.
+    Add,
+    /// Stop a task and forget it.
+    Remove { name: String },
+}
+
+/// Where the HTTP API listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    On(SocketAddr),
+}
+
+/// Daemon flags.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    /// Ports for `{{port}}`, as FROM-TO; each start and restart takes the next one, round robin.
+    #[arg(long, value_name = "FROM-TO", value_parser = parse_port_range)]
+    pub port_range: Option<PortRange>,
+
+    /// The supervisor's own log file (appended; reopened on SIGHUP). Default: standard error.
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+
+    /// A task that dies sooner than this after starting has crashed "quickly"; two quick deaths
+    /// in a row put it in yo-yo mode (growing restart delays).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_arg)]
+    pub min_uptime: Duration,
+
+    /// How long a task has after SIGTERM before its process group gets SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_arg)]
+    pub stop_timeout: Duration,
+
+    /// Host-wide cap on spawns per second, so a mass death does not fork-bomb the machine.
+    #[arg(long, value_name = "N", default_value_t = 5000.0)]
+    pub spawn_rate: f64,
+
+    /// Where to checkpoint the supervised processes (JSON), so that a restarted supervisor can
+    /// stop what a crashed one left running.
+    #[arg(long, value_name = "PATH")]
+    pub dumpfile: Option<PathBuf>,
+
+    /// How often to checkpoint (changes are also written within about 100 ms).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration_arg)]
+    pub checkpoint_interval: Duration,
+
+    /// HTTP API, metrics and dashboard address, or `none`. [default: 127.0.0.1:7171]
+    /// Any address other than loopback needs --api-token-file.
+    #[arg(long, value_name = "ADDR:PORT|none", value_parser = parse_listen)]
+    pub listen: Option<Listen>,
+
+    /// File holding the API token; every request but GET /health must then send
+    /// `Authorization: Bearer <token>`.
+    #[arg(long, value_name = "PATH")]
+    pub api_token_file: Option<PathBuf>,
+
+    /// Where to POST health heartbeats and yo-yo events (JSON), e.g. http://127.0.0.1:9000/report.
+    #[arg(long, value_name = "URL")]
+    pub report_url: Option<String>,
+
+    /// How often to send a heartbeat to --report-url.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_arg)]
+    pub report_interval: Duration,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: tracing::Level,
+}
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    s.parse::<SocketAddr>().map(Listen::On).map_err(|_| {
+        format!(
+            "{s:?} is not an address: expected IP:PORT (e.g. 127.0.0.1:7171, [::1]:7171) or none"
+        )
+    })
+}
+
+fn parse_port_range(s: &str) -> Result<PortRange, String> {
+    s.parse::<PortRange>().map_err(|e| e.to_string())
+}

@@ -1,0 +1,290 @@
+//! Requests from the API (and so from `supervisor ctl` and an ubervisor) to the event loop, and
+//! the JSON shapes they answer with.
+//!
+//! The API never touches the core: it sends a [`Request`] with a reply channel, and the loop
+//! answers between two events. One owner, no locks.
+use serde::Serialize;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use supervisor_core::{BackoffReason, ConfigErrors, ControlError, ExitStatus, TaskState, TaskView};
+use tokio::sync::oneshot;
+
+/// What the API can ask.
+#[derive(Debug)]
+pub enum Request {
+    Health,
+    ListTasks,
+    GetTask(String),
+    Start(String),
+    Stop(String),
+    Restart(String),
+    Remove(String),
+    /// A task object as in the task list, validated like one.
+    Add(serde_json::Value),
+    Metrics,
+}
+
+/// The loop's answer.
+#[derive(Debug)]
+pub enum Reply {
+    Health(Box<Health>),
+    Tasks(Vec<TaskJson>),
+    Task(Box<TaskJson>),
+    Done,
+    Added(Box<TaskJson>),
+    Metrics(String),
+    Error(ApiError),
+}
+
+/// A request and where to send its reply.
+#[derive(Debug)]
+pub struct Envelope {
+    pub request: Request,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Why a request failed, with the HTTP status it maps to.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    pub status: u16,
+    pub error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// One validation problem of an added task.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, error: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            error: error.into(),
+            problems: Vec::new(),
+        }
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        let status = match &e {
+            ControlError::NotFound(_) => 404,
+            ControlError::Conflict { .. } | ControlError::Exists(_) => 409,
+            ControlError::NoPortRange { .. } => 400,
+            ControlError::ShuttingDown => 503,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<ConfigErrors> for ApiError {
+    fn from(e: ConfigErrors) -> Self {
+        let conflict = e.0.iter().any(|p| p.message.contains("already exists"));
+        let problems: Vec<Problem> =
+            e.0.iter()
+                .map(|p| Problem {
+                    field: p.field.clone(),
+                    message: p.to_string(),
+                })
+                .collect();
+        let first = problems
+            .first()
+            .map(|p| p.message.clone())
+            .unwrap_or_default();
+        ApiError {
+            status: if conflict { 409 } else { 400 },
+            error: format!("invalid task: {first}"),
+            problems,
+        }
+    }
+}
+
+/// Converts the loop's monotonic instants to wall-clock time for people.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub inst: Instant,
+    pub sys: SystemTime,
+}
+
+impl Clock {
+    pub fn now() -> Self {
+        Clock {
+            inst: Instant::now(),
+            sys: SystemTime::now(),
+        }
+    }
+
+    pub fn unix_ms(&self, t: Instant) -> u64 {
+        let sys = if t >= self.inst {
+            self.sys + (t - self.inst)
+        } else {
+            self.sys - (self.inst - t)
+        };
+        sys.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// How a process last ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExitJson {
+    pub pid: u32,
+    pub status: String,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub at_unix_ms: u64,
+    pub uptime_secs: f64,
+}
+
+/// Yo-yo details.
+#[derive(Debug, Clone, Serialize)]
+pub struct YoyoJson {
+    pub since_unix_ms: u64,
+    pub quick_deaths: u32,
+    pub next_retry_in_secs: Option<f64>,
+}
+
+/// Backoff details.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackoffJson {
+    pub reason: BackoffReason,
+    pub retry_in_secs: f64,
+}
+
+/// One task, as `GET /tasks` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskJson {
+    pub name: String,
+    pub state: TaskState,
+    pub argv: Vec<String>,
+    pub pid: Option<u32>,
+    pub port: Option<u16>,
+    pub generation: u64,
+    pub restarts: u64,
+    pub started_at_unix_ms: Option<u64>,
+    pub uptime_secs: Option<f64>,
+    pub last_exit: Option<ExitJson>,
+    pub last_error: Option<String>,
+    pub backoff: Option<BackoffJson>,
+    pub yoyo: Option<YoyoJson>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+impl TaskJson {
+    pub fn from_view(v: &TaskView, now: Instant, clock: &Clock) -> Self {
+        let running = v.state == TaskState::Running;
+        let retry_in = v
+            .retry_at
+            .map(|t| t.saturating_duration_since(now).as_secs_f64());
+        TaskJson {
+            name: v.spec.name.clone(),
+            state: v.state,
+            argv: v.argv.clone(),
+            pid: v.pid,
+            port: v.port,
+            generation: v.generation,
+            restarts: v.restarts,
+            started_at_unix_ms: v.started_at.filter(|_| running).map(|t| clock.unix_ms(t)),
+            uptime_secs: v
+                .started_at
+                .filter(|_| running)
+                .map(|t| now.saturating_duration_since(t).as_secs_f64()),
+            last_exit: v.last_exit.map(|e| {
+                let (code, signal) = match e.status {
+                    ExitStatus::Code { code } => (Some(code), None),
+                    ExitStatus::Signal { signal, .. } => (None, Some(signal)),
+                };
+                ExitJson {
+                    pid: e.pid,
+                    status: e.status.to_string(),
+                    code,
+                    signal,
+                    at_unix_ms: clock.unix_ms(e.at),
+                    uptime_secs: e.uptime.as_secs_f64(),
+                }
+            }),
+            last_error: v.last_error.clone(),
+            backoff: v.backoff_reason.map(|reason| BackoffJson {
+                reason,
+                retry_in_secs: retry_in.unwrap_or(0.0),
+            }),
+            yoyo: v.yoyo_since.map(|since| YoyoJson {
+                since_unix_ms: clock.unix_ms(since),
+                quick_deaths: v.quick_deaths,
+                next_retry_in_secs: retry_in,
+            }),
+            output: v.spec.output.clone(),
+            error: v.spec.error.clone(),
+        }
+    }
+}
+
+/// Task counts by state.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub total: usize,
+    pub starting: usize,
+    pub running: usize,
+    pub backoff: usize,
+    pub stopping: usize,
+    pub stopped: usize,
+    pub yoyo: usize,
+}
+
+/// Checkpoint health.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointHealth {
+    pub enabled: bool,
+    pub path: Option<String>,
+    pub last_age_secs: Option<f64>,
+    pub last_error: Option<String>,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: &'static str,
+    /// Why not ok, one sentence each.
+    pub reasons: Vec<String>,
+    pub pid: u32,
+    pub instance: String,
+    pub version: &'static str,
+    pub uptime_secs: f64,
+    pub shutting_down: bool,
+    pub tasks: Counts,
+    pub checkpoint: CheckpointHealth,
+}
+
+impl Counts {
+    pub fn of(views: &[TaskView]) -> Counts {
+        let mut c = Counts {
+            total: views.len(),
+            ..Counts::default()
+        };
+        for v in views {
+            match v.state {
+                TaskState::Starting => c.starting += 1,
+                TaskState::Running => c.running += 1,
+                TaskState::Backoff => c.backoff += 1,
+                TaskState::Stopping => c.stopping += 1,
+                TaskState::Stopped => c.stopped += 1,
+            }
+            if v.yoyo_since.is_some() {
+                c.yoyo += 1;
+            }
+        }
+        c
+    }
+}
+
+/// Seconds as f64, for JSON.
+pub fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}

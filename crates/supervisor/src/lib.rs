@@ -1,0 +1,40 @@
+//! The supervisor daemon: the IO shell around `supervisor-core`.
+//!
+//! # Layout
+//! - `cli`: flags.
+//! - `startup`: read and validate the task list, take the dump lock, recover, build the core.
+//! - `daemon`: the event loop that owns the core and carries out its actions.
+//! - `spawn`: fork/exec of one task (own session, files, markers); port probes.
+//! - `reaper`: the single `waitid` reaper.
+//! - `kill`: signalling groups of our own children, and pidfd-pinned strangers-proof signals.
+//! - `procfs`: start times, groups, environment markers from `/proc`.
+//! - `checkpoint_io`: the dump lock, reading and writing the dump.
+//! - `recovery`: stopping what a crashed predecessor left running.
+//! - `events`: one log line (and one JSON object for the event stream) per event.
+//! - `api`, `control`, `metrics`: the HTTP API, its requests to the loop, Prometheus metrics.
+//! - `report`: heartbeats and yo-yo events to an ubervisor (`--report-url`).
+//! - `ctl`, `http_client`: `supervisor ctl`, a command line for the API.
+//! - `logging`: the log file, reopened on SIGHUP.
+//!
+//! # Theory of operation
+//! All decisions live in the pure core; this crate turns its actions into system calls and the
+//! system's news (SIGCHLD, signals, timers, finished writes) into core inputs. One thread owns
+//! the core; the checkpoint writer thread only ever sees finished byte buffers.
+
+pub mod api;
+pub mod checkpoint_io;
+pub mod cli;
+pub mod control;
+pub mod ctl;
+pub mod daemon;
+pub mod events;
+pub mod http_client;
+pub mod kill;
+pub mod logging;
+pub mod metrics;
+pub mod procfs;
+pub mod reaper;
+pub mod recovery;
+pub mod report;
+pub mod spawn;
+pub mod startup;

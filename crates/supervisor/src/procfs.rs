@@ -1,0 +1,137 @@
+//! What `/proc` says about processes: start times, groups, parents, environment markers.
+//!
+//! A pid alone does not identify a process (pids are reused); (pid, start time, boot id) does.
+use std::fs;
+use std::io;
+
+/// The fields of `/proc/PID/stat` the supervisor needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub pid: i32,
+    /// One-letter state (`R`, `S`, `Z`, ...).
+    pub state: char,
+    pub ppid: i32,
+    pub pgid: i32,
+    /// Session id (field 6). Every task leads its own session (`setsid` at spawn), and no
+    /// process can leave a session it leads.
+    pub sid: i32,
+    /// Field 22: clock ticks after boot at which the process started.
+    pub start_ticks: u64,
+}
+
+impl Stat {
+    pub fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// Reads `/proc/PID/stat`. The command name (field 2) may hold spaces and parentheses, so the
+/// fields are counted from the *last* `)`.
+pub fn stat(pid: i32) -> io::Result<Stat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(pid, &text).ok_or_else(|| io::Error::other(format!("/proc/{pid}/stat is malformed")))
+}
+
+fn parse_stat(pid: i32, text: &str) -> Option<Stat> {
+    let (_, rest) = text.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): field N is f[N - 3].
+    Some(Stat {
+        pid,
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgid: f.get(2)?.parse().ok()?,
+        sid: f.get(3)?.parse().ok()?,
+        start_ticks: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// `pid`'s ancestors, parent first, up to (not including) pid 0. Bounded, in case of a loop
+/// that pid reuse could make up mid-walk.
+pub fn ancestors(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut cur = pid;
+    while out.len() < 4096 {
+        match stat(cur) {
+            Ok(s) if s.ppid > 0 && !out.contains(&s.ppid) => {
+                out.push(s.ppid);
+                cur = s.ppid;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+pub fn boot_id() -> io::Result<String> {
+    Ok(fs::read_to_string("/proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_string())
+}
+
+/// Every pid in `/proc`.
+pub fn all_pids() -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The value of `var` in the *initial* environment of `pid` (what it was exec'd with).
+pub fn environ_var(pid: i32, var: &str) -> Option<String> {
+    let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{var}=");
+    env.split(|b| *b == 0)
+        .find(|kv| kv.starts_with(prefix.as_bytes()))
+        .map(|kv| String::from_utf8_lossy(&kv[prefix.len()..]).into_owned())
+}
+
+/// Direct children of this process (all threads), from `/proc/self/task/*/children`.
+pub fn own_children() -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(dir) = fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in dir.flatten() {
+        if let Ok(s) = fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_names() {
+        let line =
+            "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let s = parse_stat(4242, line).unwrap();
+        assert_eq!(
+            (s.state, s.ppid, s.pgid, s.sid, s.start_ticks),
+            ('S', 1, 4242, 4242, 987654)
+        );
+    }
+
+    #[test]
+    fn reads_own_stat_and_boot_id() {
+        let me = std::process::id() as i32;
+        let s = stat(me).unwrap();
+        assert_eq!(s.pid, me);
+        assert!(s.start_ticks > 0);
+        assert_eq!(boot_id().unwrap().len(), 36);
+    }
+
+    #[test]
+    fn ancestors_lead_to_init() {
+        let me = std::process::id() as i32;
+        let a = ancestors(me);
+        assert_eq!(a.first().copied(), Some(stat(me).unwrap().ppid));
+        assert_eq!(a.last().copied(), Some(1));
+    }
+}

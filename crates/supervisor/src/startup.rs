@@ -1,0 +1,301 @@
+//! From `main` to a running event loop: read and validate the task list, set up the log, take
+//! the dump lock, recover from a predecessor's crash, build the core and run.
+//!
+//! Exit statuses: 0 after a clean shutdown, 2 for bad usage or a bad task list (nothing was
+//! started), 1 for a failure at run time (log file, dump lock, ...).
+use crate::api::{self, ApiState, Token};
+use crate::checkpoint_io::{self, DumpLock, DumpRead};
+use crate::cli::{Args, DEFAULT_LISTEN, Listen};
+use crate::daemon::{Daemon, DumpConfig};
+use crate::http_client::Url;
+use crate::logging::LogTarget;
+use crate::report;
+use crate::{procfs, recovery};
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use supervisor_core::{
+    ConfigError, ConfigErrors, Core, Policy, SupervisorIdentity, TaskSpec, parse_task_list,
+};
+
+const USAGE_STDIN: &str = "supervisor reads its task list, a JSON array of tasks, from standard input.\n\
+Example:  ./bin/supervisor --port-range=8000-8099 < etc/tasks.json\n\
+Each task: {\"command\": [\"prog\", \"arg\", ...], \"input\": PATH, \"output\": PATH, \"error\": PATH}\n\
+(see supervisor --help)";
+
+/// Entry point after flag parsing.
+pub fn main(args: Args) -> ExitCode {
+    if !(args.spawn_rate.is_finite() && args.spawn_rate > 0.0) {
+        eprintln!(
+            "supervisor: --spawn-rate must be a positive number of spawns per second, got {}",
+            args.spawn_rate
+        );
+        return ExitCode::from(2);
+    }
+    let api = match api_settings(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("supervisor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("supervisor: standard input is a terminal.\n{USAGE_STDIN}");
+        return ExitCode::from(2);
+    }
+    let mut text = String::new();
+    if let Err(e) = stdin.lock().read_to_string(&mut text) {
+        eprintln!("supervisor: cannot read the task list from standard input: {e}");
+        return ExitCode::from(2);
+    }
+    if text.trim().is_empty() {
+        eprintln!("supervisor: standard input is empty.\n{USAGE_STDIN}");
+        return ExitCode::from(2);
+    }
+    let specs = match parse_task_list(&text, args.port_range).and_then(check_files) {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("supervisor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = match &args.log {
+        Some(p) => match LogTarget::file(p) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("supervisor: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => LogTarget::stderr(),
+    };
+    log.install(args.log_level);
+    if let Some(p) = &args.log {
+        eprintln!(
+            "supervisor: pid {}, logging to {}",
+            std::process::id(),
+            p.display()
+        );
+    }
+    match run(args, specs, log, api) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("supervisor: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The IO part of validation: every `input` file must be readable now.
+fn check_files(specs: Vec<TaskSpec>) -> Result<Vec<TaskSpec>, ConfigErrors> {
+    let errors: Vec<ConfigError> = specs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let path = s.input.as_ref()?;
+            let e = std::fs::File::open(path).err()?;
+            Some(ConfigError {
+                task: Some(i + 1),
+                name: Some(s.name.clone()),
+                field: Some("input".into()),
+                message: format!("cannot open {path} for reading: {e}"),
+            })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// The API and report flags, checked before anything else happens.
+struct ApiSettings {
+    listen: Option<std::net::SocketAddr>,
+    /// True when the address was given explicitly: then failing to bind it is fatal.
+    explicit: bool,
+    token: Option<Token>,
+    report: Option<Url>,
+}
+
+fn api_settings(args: &Args) -> Result<ApiSettings, String> {
+    let token = match &args.api_token_file {
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .map_err(|e| format!("--api-token-file: cannot read {}: {e}", p.display()))?;
+            let t = t.trim();
+            if t.is_empty() || t.contains(char::is_whitespace) {
+                return Err(format!(
+                    "--api-token-file: {} must hold one token without spaces",
+                    p.display()
+                ));
+            }
+            Some(Token::new(t))
+        }
+        None => None,
+    };
+    let (listen, explicit) = match args.listen {
+        Some(Listen::Off) => (None, true),
+        Some(Listen::On(a)) => (Some(a), true),
+        None => (DEFAULT_LISTEN.parse().ok(), false),
+    };
+    if let Some(a) = listen {
+        if !a.ip().is_loopback() && token.is_none() {
+            return Err(format!(
+                "--listen={a} is not a loopback address: anyone who can reach it could stop your tasks; give --api-token-file too"
+            ));
+        }
+    }
+    let report = match &args.report_url {
+        Some(u) => Some(Url::parse(u).map_err(|e| format!("--report-url: {e}"))?),
+        None => None,
+    };
+    Ok(ApiSettings {
+        listen,
+        explicit,
+        token,
+        report,
+    })
+}
+
+fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> anyhow::Result<()> {
+    use anyhow::Context;
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) only sets a flag on this process.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot become a child subreaper; escaped grandchildren will be reparented to init");
+    }
+    raise_fd_limit();
+    let boot_id = procfs::boot_id().context("cannot read the boot id")?;
+    let my_start = checkpoint_io::own_start_ticks();
+    let instance = checkpoint_io::instance_id(args.dumpfile.as_deref());
+    let identity = SupervisorIdentity {
+        instance: instance.clone(),
+        pid: std::process::id(),
+        start_time: my_start,
+        boot_id: boot_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let _lock = match &args.dumpfile {
+        Some(path) => {
+            let lock = DumpLock::acquire(path)?;
+            let dump = match checkpoint_io::read_dump(path) {
+                DumpRead::Missing => None,
+                DumpRead::Valid(c) => Some(c),
+                DumpRead::Corrupt { error, kept_as } => {
+                    match kept_as {
+                        Some(aside) => {
+                            tracing::error!(error = %error, kept_as = %aside.display(), "dump file is corrupt; kept aside, not trusted; recovering by marker scan only")
+                        }
+                        None => {
+                            tracing::error!(error = %error, "dump file is unreadable and could not be moved aside; recovering by marker scan only")
+                        }
+                    }
+                    None
+                }
+            };
+            let t = Instant::now();
+            let report = recovery::recover(
+                dump.as_deref(),
+                &instance,
+                &boot_id,
+                my_start,
+                args.stop_timeout,
+            );
+            let skipped: Vec<String> = report
+                .skipped
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            tracing::info!(
+                stopped = report.stopped,
+                skipped = report.skipped_total(),
+                skipped_why = %if skipped.is_empty() { "-".to_string() } else { skipped.join(", ") },
+                took_ms = t.elapsed().as_millis() as u64,
+                "recovery: leftovers of the previous supervisor stopped"
+            );
+            if !report.survivors.is_empty() {
+                tracing::error!(pids = ?report.survivors, "recovery: leftovers survived SIGKILL");
+            }
+            Some(lock)
+        }
+        None => None,
+    };
+    let policy = Policy {
+        min_uptime: args.min_uptime,
+        stop_timeout: args.stop_timeout,
+        spawn_rate: args.spawn_rate,
+        spawn_burst: args.spawn_rate.clamp(1.0, 1000.0),
+        checkpoint_interval: args
+            .dumpfile
+            .as_ref()
+            .map(|_| args.checkpoint_interval.max(Duration::from_millis(10))),
+        ..Policy::default()
+    };
+    let seed = u64::from(std::process::id()) ^ checkpoint_io::unix_ms(std::time::SystemTime::now());
+    let now = Instant::now();
+    let mut core = Core::new(now, policy, args.port_range, seed);
+    tracing::info!(
+        pid = std::process::id(),
+        version = env!("CARGO_PKG_VERSION"),
+        tasks = specs.len(),
+        port_range = %args.port_range.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+        dumpfile = %args.dumpfile.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+        instance = %instance,
+        "supervisor started"
+    );
+    if specs.is_empty() {
+        tracing::warn!("the task list is empty: nothing to supervise");
+    }
+    for spec in specs {
+        let name = spec.name.clone();
+        core.add_task(now, spec)
+            .with_context(|| format!("cannot add task {name}"))?;
+    }
+    let dump = args.dumpfile.clone().map(|path| DumpConfig { path });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(256);
+    let (events_tx, _) = tokio::sync::broadcast::channel(4096);
+    rt.block_on(async {
+        if let Some(addr) = api.listen {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.to_string());
+                    tracing::info!(addr = %local, auth = api.token.is_some(), "API listening: dashboard at http://{local}/");
+                    let state = ApiState { control: control_tx.clone(), events: events_tx.clone(), token: api.token.clone() };
+                    tokio::spawn(api::serve(listener, state));
+                }
+                Err(e) if api.explicit => anyhow::bail!("cannot listen on {addr} for the API: {e}"),
+                Err(e) => tracing::warn!(addr = %addr, error = %e, "cannot listen on the default API address; running without the API (use --listen)"),
+            }
+        }
+        if let Some(url) = api.report {
+            tracing::info!(url = %format!("http://{}{}", url.authority, url.path), every = ?args.report_interval, "reporting upstream");
+            tokio::spawn(report::run(url, args.report_interval, control_tx.clone(), events_tx.subscribe()));
+        }
+        drop(control_tx);
+        let daemon = Daemon::new(core, instance, identity, log, dump, Some(control_rx), events_tx)
+            .context("cannot start the checkpoint writer")?;
+        daemon.run().await
+    })
+}
+
+/// 10 000 tasks need more than the usual 1 024 descriptors at peaks (spawning, pidfds in
+/// recovery): raise the soft limit to the hard one.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid rlimit out-parameter.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max
+    {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: valid rlimit in-parameter.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+}

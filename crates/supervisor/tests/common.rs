@@ -1,0 +1,181 @@
+//! A supervisor under test: started in a temp dir, its log read back, everything it started
+//! killed by PID on drop (via testkit's environment marker).
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use testkit::{Spawner, wait_for, wait_for_value};
+
+pub const LONG: Duration = Duration::from_secs(20);
+
+pub struct Sup {
+    pub dir: tempfile::TempDir,
+    pub spawner: Spawner,
+    pub child: Option<Child>,
+    pub args: Vec<String>,
+}
+
+impl Sup {
+    /// A fresh temp dir with nothing running yet.
+    pub fn new() -> Sup {
+        Sup {
+            dir: tempfile::tempdir().unwrap(),
+            spawner: Spawner::new(),
+            child: None,
+            args: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Starts the supervisor with `tasks` on stdin, logging to `sup.log` in the temp dir.
+    pub fn start(&mut self, tasks: &str, args: &[&str]) {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        let child = self.spawn_raw(tasks, args, true);
+        self.child = Some(child);
+    }
+
+    /// Starts another supervisor process (not remembered as `child`).
+    pub fn spawn_raw(&self, tasks: &str, args: &[&str], with_log: bool) -> Child {
+        let mut cmd = self.spawner.bin("supervisor");
+        cmd.current_dir(self.dir.path()).args(args);
+        if with_log {
+            cmd.arg("--log=sup.log");
+        }
+        // Parallel tests must not fight over the default API port.
+        if !args.iter().any(|a| a.starts_with("--listen")) {
+            cmd.arg("--listen=127.0.0.1:0");
+        }
+        // Files, not pipes: a pipe nobody reads fills up and blocks the supervisor.
+        let out = std::fs::File::create(self.dir.path().join("sup.stdout")).unwrap();
+        let err = std::fs::File::create(self.dir.path().join("sup.stderr")).unwrap();
+        cmd.stdin(Stdio::piped()).stdout(out).stderr(err);
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(tasks.as_bytes());
+        drop(stdin);
+        child
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// The API address from the log line `API listening ... addr=HOST:PORT`.
+    pub fn api(&self) -> String {
+        wait_for_value(LONG, || {
+            self.log()
+                .lines()
+                .find(|l| l.contains("API listening"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix("addr="))
+                        .map(str::to_string)
+                })
+        })
+        .expect("the API address is logged")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("sup.log")).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `n` lines containing `needle`.
+    pub fn wait_log_count(&self, needle: &str, n: usize) -> bool {
+        wait_for(LONG, || self.log().matches(needle).count() >= n)
+    }
+
+    pub fn wait_log(&self, needle: &str) -> bool {
+        self.wait_log_count(needle, 1)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for the supervisor to exit; returns its exit code (None if killed by a signal).
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let child = self.child.as_mut().unwrap();
+        let status = wait_for_value(LONG, || child.try_wait().unwrap())
+            .expect("supervisor did not exit in time");
+        status.code()
+    }
+
+    /// The dump file as JSON.
+    pub fn dump(&self, rel: &str) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.path(rel)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Live processes started under this test (supervisor and tasks), by marker.
+    pub fn marked_pids(&self) -> Vec<i32> {
+        self.spawner.pids()
+    }
+}
+
+impl Drop for Sup {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawner.kill_all();
+        if std::thread::panicking() {
+            eprintln!("---- supervisor log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Runs the supervisor to completion with `tasks` on stdin; returns (exit code, stderr).
+pub fn run_to_exit(dir: &Path, tasks: &str, args: &[&str]) -> (Option<i32>, String) {
+    let spawner = Spawner::new();
+    let mut cmd: Command = spawner.bin("supervisor");
+    cmd.current_dir(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if !args.iter().any(|a| a.starts_with("--listen")) {
+        cmd.arg("--listen=127.0.0.1:0");
+    }
+    let mut child = cmd.spawn().unwrap();
+    // The supervisor may refuse its flags before reading stdin: a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(tasks.as_bytes());
+    let status =
+        wait_for_value(LONG, || child.try_wait().unwrap()).expect("supervisor should exit");
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        spawner.pids().is_empty(),
+        "nothing may be left running: {:?}",
+        spawner.pids()
+    );
+    (status.code(), err)
+}
+
+/// Reads a pid written by a task into a file.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+pub fn wait_pid_file(path: &Path) -> i32 {
+    wait_for_value(LONG, || read_pid(path))
+        .unwrap_or_else(|| panic!("{} never appeared", path.display()))
+}
+
+/// A JSON task running `script` under `sh -c`, with optional extra fields.
+pub fn sh_task(name: &str, script: &str) -> String {
+    serde_json::json!({"name": name, "command": ["sh", "-c", script]}).to_string()
+}
+
+pub fn list(tasks: &[String]) -> String {
+    format!("[{}]", tasks.join(","))
+}

@@ -1,0 +1,247 @@
+//! Running, restarting and stopping real processes.
+use crate::common::*;
+use std::time::Duration;
+use testkit::{pid_alive, wait_for, wait_for_value};
+
+#[test]
+fn restarts_a_killed_task_at_once_on_the_next_port() {
+    let (first, last) = testkit::free_port_range(5);
+    let mut sup = Sup::new();
+    let task = serde_json::json!({
+        "name": "web",
+        "command": ["sh", "-c", "echo $$ > pid.$PORT; exec sleep 1000", "{{port}}"],
+        "output": "out/web.out", "error": "out/web.err"
+    });
+    sup.start(
+        &format!("[{task}]"),
+        &[&format!("--port-range={first}-{last}")],
+    );
+    let pid1 = wait_pid_file(&sup.path(&format!("pid.{first}")));
+    unsafe { libc::kill(pid1, libc::SIGKILL) };
+    let pid2 = wait_pid_file(&sup.path(&format!("pid.{}", first + 1)));
+    assert_ne!(pid1, pid2);
+    assert!(sup.wait_log("task restarted"));
+    let log = sup.log();
+    assert!(
+        log.contains(&format!(
+            "task died task=web pid={pid1} status=\"killed by SIGKILL\""
+        )) || log.contains("killed by SIGKILL"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("pid={pid2}")) && log.contains(&format!("port={}", first + 1)),
+        "{log}"
+    );
+    assert!(
+        sup.path("out/web.out").exists(),
+        "output folder created, file opened"
+    );
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+    assert!(sup.marked_pids().is_empty());
+}
+
+#[test]
+fn a_task_that_exits_at_once_goes_yoyo_with_growing_gaps() {
+    let mut sup = Sup::new();
+    // Each start appends a nanosecond timestamp; the task then exits 3 at once.
+    sup.start(
+        &list(&[sh_task("crash", "date +%s%N >> starts; exit 3")]),
+        &[],
+    );
+    assert!(wait_for(LONG, || std::fs::read_to_string(
+        sup.path("starts")
+    )
+    .unwrap_or_default()
+    .lines()
+    .count()
+        >= 7));
+    let starts: Vec<u128> = std::fs::read_to_string(sup.path("starts"))
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    let gaps: Vec<f64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as f64 / 1e6)
+        .collect();
+    // First restart immediate; then 100 ms × 2ⁿ with at most 25% jitter down, so each delay is
+    // strictly longer than the one before.
+    assert!(gaps[0] < 100.0, "first restart is immediate: {gaps:?}");
+    for w in gaps[1..].windows(2) {
+        assert!(w[1] > w[0], "gaps must grow: {gaps:?}");
+    }
+    assert!(
+        gaps[4] >= 450.0,
+        "fifth gap is at least 0.75 × 800 ms: {gaps:?}"
+    );
+    let log = sup.log();
+    assert_eq!(
+        log.matches("yo-yo mode: it keeps dying").count(),
+        1,
+        "yo-yo is logged once at error level: {log}"
+    );
+    assert!(log.contains("ERROR"), "{log}");
+    assert!(log.contains("status=\"exit code 3\""), "{log}");
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}
+
+#[test]
+fn sigterm_stops_every_task_and_double_forked_grandchildren() {
+    let mut sup = Sup::new();
+    let daemonizing = "setsid -f sh -c 'echo $$ > gc.pid; exec sleep 1000'; echo $$ > leader.pid; exec sleep 1000";
+    let ignoring = "trap '' TERM; echo $$ > stubborn.pid; while true; do sleep 0.1; done";
+    sup.start(
+        &list(&[
+            sh_task("daemon", daemonizing),
+            sh_task("stubborn", ignoring),
+            sh_task("plain", "exec sleep 1000"),
+        ]),
+        &["--stop-timeout=1s"],
+    );
+    let gc = wait_pid_file(&sup.path("gc.pid"));
+    let leader = wait_pid_file(&sup.path("leader.pid"));
+    let stubborn = wait_pid_file(&sup.path("stubborn.pid"));
+    assert!(pid_alive(gc) && pid_alive(leader) && pid_alive(stubborn));
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+    for (what, pid) in [
+        ("grandchild", gc),
+        ("leader", leader),
+        ("TERM-ignoring task", stubborn),
+    ] {
+        assert!(!pid_alive(pid), "{what} {pid} must be gone after shutdown");
+    }
+    assert!(
+        sup.marked_pids().is_empty(),
+        "left running: {:?}",
+        sup.marked_pids()
+    );
+    let log = sup.log();
+    assert!(
+        log.contains("sending SIGKILL"),
+        "the TERM-ignoring task is escalated: {log}"
+    );
+    assert!(log.contains("all tasks stopped"), "{log}");
+}
+
+#[test]
+fn second_interrupt_kills_at_once() {
+    let mut sup = Sup::new();
+    sup.start(
+        &list(&[sh_task(
+            "stubborn",
+            "trap '' TERM INT; echo $$ > p; while true; do sleep 0.1; done",
+        )]),
+        &["--stop-timeout=60s"],
+    );
+    let pid = wait_pid_file(&sup.path("p"));
+    sup.signal(libc::SIGINT);
+    assert!(sup.wait_log("SIGINT: stopping every task"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        pid_alive(pid),
+        "a 60 s grace period is honoured after the first interrupt"
+    );
+    sup.signal(libc::SIGINT);
+    assert_eq!(sup.wait_exit(), Some(0));
+    assert!(!pid_alive(pid));
+}
+
+#[test]
+fn sighup_reopens_the_log_file() {
+    let mut sup = Sup::new();
+    sup.start(&list(&[sh_task("s", "exec sleep 1000")]), &[]);
+    assert!(sup.wait_log("task started"));
+    std::fs::rename(sup.path("sup.log"), sup.path("sup.log.1")).unwrap();
+    sup.signal(libc::SIGHUP);
+    assert!(
+        sup.wait_log("log file reopened"),
+        "a new sup.log is written after SIGHUP"
+    );
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+    assert!(
+        std::fs::read_to_string(sup.path("sup.log.1"))
+            .unwrap()
+            .contains("task started")
+    );
+}
+
+#[test]
+fn a_missing_executable_is_retried_without_harming_the_others() {
+    let mut sup = Sup::new();
+    sup.start(
+        &list(&[
+            serde_json::json!({"name": "ghost", "command": ["./no-such-program"]}).to_string(),
+            sh_task("ok", "echo $$ > ok.pid; exec sleep 1000"),
+        ]),
+        &[],
+    );
+    wait_pid_file(&sup.path("ok.pid"));
+    assert!(sup.wait_log("task could not be started"));
+    let log = sup.log();
+    assert!(
+        log.contains("task=ghost") && log.contains("no-such-program"),
+        "{log}"
+    );
+    // Make the program appear: the backoff retry starts it without anyone's help.
+    let script = sup.path("no-such-program");
+    std::fs::write(&script, "#!/bin/sh\necho $$ > ghost.pid\nexec sleep 1000\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ghost = wait_pid_file(&sup.path("ghost.pid"));
+    assert!(pid_alive(ghost));
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}
+
+#[test]
+fn env_cwd_and_port_variable_reach_the_task() {
+    let (first, last) = testkit::free_port_range(2);
+    let mut sup = Sup::new();
+    std::fs::create_dir(sup.path("work")).unwrap();
+    let task = serde_json::json!({
+        "name": "envy",
+        "command": ["sh", "-c", "echo \"$GREETING $PORT $1 $(pwd)\" > seen; exec sleep 1000", "sh", "{{port}}"],
+        "env": {"GREETING": "hello"},
+        "cwd": "work"
+    });
+    sup.start(
+        &format!("[{task}]"),
+        &[&format!("--port-range={first}-{last}")],
+    );
+    let seen =
+        wait_for_value(LONG, || std::fs::read_to_string(sup.path("work/seen")).ok()).unwrap();
+    let want = format!(
+        "hello {first} {first} {}",
+        sup.path("work").canonicalize().unwrap().display()
+    );
+    assert_eq!(seen.trim(), want);
+    // Only fds 0, 1 and 2 are inherited.
+    let pid = wait_for_value(LONG, || {
+        testkit::pids_with_env("TIMESERVICE_TASK", "envy")
+            .into_iter()
+            .find(|p| {
+                std::fs::read_link(format!("/proc/{p}/exe"))
+                    .map(|e| e.ends_with("sleep"))
+                    .unwrap_or(false)
+            })
+    })
+    .unwrap();
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut fds: Vec<u32> = fds.iter().map(|f| f.parse().unwrap()).collect();
+    fds.sort();
+    assert_eq!(
+        fds,
+        vec![0, 1, 2],
+        "the task inherits only stdin, stdout, stderr"
+    );
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}
