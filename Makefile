@@ -1,10 +1,11 @@
 # The two commands a newcomer needs (see README.md):
 #   make run   build the binaries into ./bin and run the supervisor over the brief's sample task list
-#   make test  formatting, lints and every test
-.PHONY: bin run test bench clean
+#   make test  install the test tools if missing, then formatting, lints and every test
+.PHONY: bin run test test-deps bench clean
 
 PORTS ?= 8000-8099
 BINS := supervisor timeserver authserver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 bin:
 	cargo build --release --locked $(addprefix --bin ,$(BINS))
@@ -14,10 +15,25 @@ bin:
 run: bin
 	./bin/supervisor --port-range=$(PORTS) --log=log/supervisor.log --dumpfile=run/supervisor.dump < etc/tasks.json
 
-test:
+# Tests drive headless Chromium (dashboard) and promtool (metrics format); nextest runs them.
+test-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+
+test: test-deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo nextest run --workspace --locked --no-fail-fast
+
+bench:
+	cargo run --release --locked -p bench --
 
 clean:
 	cargo clean

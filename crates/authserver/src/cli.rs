@@ -3,7 +3,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use servicekit::duration::{parse_duration, parse_duration_arg};
+use servicekit::duration::parse_duration;
+use servicekit::server::ServerArgs;
 
 /// The time service's session store: remembers which name goes with which cookie, and dumps
 /// the lot to a JSON file now and then so a restart does not log everyone out.
@@ -14,13 +15,9 @@ pub struct Cli {
     #[arg(long, default_value_t = 7070)]
     pub authport: u16,
 
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-
-    /// Log config (seelog-style XML). Without it, info and above go to stderr.
-    #[arg(long, value_name = "FILE")]
-    pub log: Option<PathBuf>,
+    // --host, --log, --drain-timeout.
+    #[command(flatten)]
+    pub server: ServerArgs,
 
     /// JSON file of cookie → name: loaded at start, written at each checkpoint when something
     /// changed and at SIGTERM/SIGINT. Without it, sessions live in memory only.
@@ -31,10 +28,6 @@ pub struct Cli {
     /// 10s, 1m also work.
     #[arg(long = "checkpoint-interval", default_value = "10s", value_parser = positive_duration, value_name = "DURATION")]
     pub checkpoint_interval: Duration,
-
-    /// On SIGTERM/SIGINT, how long requests in flight get to finish before the final dump.
-    #[arg(long = "drain-timeout", default_value = "5s", value_parser = parse_duration_arg, value_name = "DURATION")]
-    pub drain_timeout: Duration,
 }
 
 /// A checkpoint interval of 0 would mean a busy loop of dumps.
@@ -59,10 +52,14 @@ mod tests {
     #[test]
     fn defaults_and_the_briefs_command_line() {
         let c = Cli::try_parse_from(["authserver", "--log=etc/auth.xml"]).expect("parses");
-        assert_eq!((c.authport, c.host.as_str()), (7070, "127.0.0.1"));
-        assert_eq!(c.log.as_deref(), Some(std::path::Path::new("etc/auth.xml")));
+        assert_eq!((c.authport, c.server.host.as_str()), (7070, "127.0.0.1"));
+        assert_eq!(
+            c.server.log.as_deref(),
+            Some(std::path::Path::new("etc/auth.xml"))
+        );
         assert_eq!(c.dumpfile, None);
         assert_eq!(c.checkpoint_interval, Duration::from_secs(10));
+        assert_eq!(c.server.drain_timeout, Duration::from_secs(5));
     }
 
     #[test]

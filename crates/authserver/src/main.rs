@@ -17,9 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use servicekit::access_log::RequestStats;
-use servicekit::logconfig::{self, LogGuard};
-use servicekit::serve::{self, Stopped};
-use servicekit::shutdown::shutdown_signal;
+use servicekit::server::{Listening, RUNTIME_ERROR, Server};
 
 mod checkpoint;
 mod cli;
@@ -31,21 +29,15 @@ use cli::Cli;
 use routes::App;
 use store::Store;
 
-const USAGE_ERROR: u8 = 2;
-const RUNTIME_ERROR: u8 = 1;
-
 fn main() -> ExitCode {
     let cli = Cli::parse(); // exits 2 on bad flags, 0 on --help/--version
-    let log = match logconfig::init_from_flag(cli.log.as_deref()) {
-        Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("authserver: {e}");
-            return ExitCode::from(USAGE_ERROR);
-        }
+    let server = match Server::start("authserver", &cli.server) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let store = match cli.dumpfile.as_deref().map(Store::load).transpose() {
         Ok(s) => s.unwrap_or_default(),
-        Err(e) => return fatal(&log, RUNTIME_ERROR, &e),
+        Err(e) => return server.fatal(RUNTIME_ERROR, &e),
     };
     if let Some(dir) = cli
         .dumpfile
@@ -59,40 +51,15 @@ fn main() -> ExitCode {
                 "cannot create the folder for the dump file {}: {e}",
                 dir.display()
             );
-            return fatal(&log, RUNTIME_ERROR, &msg);
+            return server.fatal(RUNTIME_ERROR, &msg);
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            return fatal(
-                &log,
-                RUNTIME_ERROR,
-                &format!("cannot start the runtime: {e}"),
-            );
-        }
-    };
-    runtime.block_on(run(cli, store, &log))
+    server.run(cli.authport, |listening| {
+        run(&server, cli, store, listening)
+    })
 }
 
-async fn run(cli: Cli, store: Store, log: &LogGuard) -> ExitCode {
-    let listener = match serve::bind(&cli.host, cli.authport).await {
-        Ok(l) => l,
-        Err(e) => return fatal(log, RUNTIME_ERROR, &e),
-    };
-    let stop = match shutdown_signal() {
-        Ok(s) => s,
-        Err(e) => {
-            return fatal(
-                log,
-                RUNTIME_ERROR,
-                &format!("cannot install signal handlers: {e}"),
-            );
-        }
-    };
+async fn run(server: &Server, cli: Cli, store: Store, listening: Listening) -> ExitCode {
     let entries = store.len();
     let store = Arc::new(Mutex::new(store));
     let checkpoint = cli
@@ -111,19 +78,15 @@ async fn run(cli: Cli, store: Store, log: &LogGuard) -> ExitCode {
         stats: Arc::new(RequestStats::default()),
         checkpoint: checkpoint.clone(),
     });
-    let addr = listener.local_addr().map_or_else(
-        |_| format!("{}:{}", cli.host, cli.authport),
-        |a| a.to_string(),
-    );
     tracing::info!(
-        addr = %addr,
+        addr = %listening.addr(),
         dumpfile = %cli.dumpfile.as_deref().map_or("(none: memory only)".into(), |p| p.display().to_string()),
         checkpoint_interval_ms = cli.checkpoint_interval.as_millis() as u64,
         entries,
         version = env!("CARGO_PKG_VERSION"),
         "authserver listening"
     );
-    let served = serve::serve(listener, routes::router(app), stop, cli.drain_timeout).await;
+    let served = listening.serve(routes::router(app)).await;
     if let Some((stop, task)) = periodic {
         // Let a dump in progress finish before the final one (see `run_periodically`).
         let _ = stop.send(());
@@ -135,22 +98,9 @@ async fn run(cli: Cli, store: Store, log: &LogGuard) -> ExitCode {
         Some(c) => c.dump_if_changed().await.map(|_| ()),
         None => Ok(()),
     };
-    match (served, final_dump) {
-        (_, Err(e)) => fatal(log, RUNTIME_ERROR, &format!("final dump failed: {e}")),
-        (Err(e), Ok(())) => fatal(log, RUNTIME_ERROR, &format!("server failed: {e}")),
-        (Ok(Stopped::Drained(signal) | Stopped::DrainTimedOut(signal)), Ok(())) => {
-            tracing::info!(%signal, "stopped cleanly");
-            ExitCode::SUCCESS
-        }
+    match final_dump {
+        // Reported first: the sessions since the last checkpoint are lost.
+        Err(e) => server.fatal(RUNTIME_ERROR, &format!("final dump failed: {e}")),
+        Ok(()) => server.stopped(served),
     }
-}
-
-/// Reports a fatal error in the log and, if the log does not already go there, on stderr (where
-/// a supervisor's error file catches it), then gives the exit code.
-fn fatal(log: &LogGuard, code: u8, error: &dyn std::fmt::Display) -> ExitCode {
-    tracing::error!("{error}");
-    if !log.to_console() {
-        eprintln!("authserver: {error}");
-    }
-    ExitCode::from(code)
 }

@@ -1,7 +1,7 @@
 //! `/get`, `/set`, `/monitor`.
 use testkit::Spawner;
 
-use crate::common::{A, B, authserver, get, lookup, monitor, set};
+use crate::common::{A, B, authserver, lookup, monitor, set};
 
 #[test]
 fn set_get_and_delete() {
@@ -12,7 +12,7 @@ fn set_get_and_delete() {
     set(&auth, B, "Zo%C3%AB+%26+co");
     assert_eq!(lookup(&auth, A).as_deref(), Some("Ada Lovelace"));
     assert_eq!(lookup(&auth, B).as_deref(), Some("Zoë & co"));
-    let r = get(&auth, &format!("/get?cookie={A}"));
+    let r = auth.get(&format!("/get?cookie={A}"));
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
 
     set(&auth, A, ""); // an empty name deletes
@@ -38,11 +38,11 @@ fn missing_or_malformed_parameters_are_400() {
         ("/set?cookie=nope&name=Ada", "not a UUID"),
     ];
     for (path, why) in cases {
-        let r = get(&auth, path);
+        let r = auth.get(path);
         assert_eq!(r.status, 400, "{path}");
         assert!(r.body.contains(why), "{path}: {}", r.body);
     }
-    let r = get(&auth, &format!("/set?cookie={A}"));
+    let r = auth.get(&format!("/set?cookie={A}"));
     assert_eq!(r.status, 400);
     assert!(r.body.contains("missing name"), "{}", r.body);
     assert_eq!(lookup(&auth, A), None, "a refused /set stores nothing");
@@ -54,8 +54,8 @@ fn monitor_counts_requests_and_entries() {
     let auth = authserver(&sp, &[]);
     set(&auth, A, "Ada");
     assert_eq!(lookup(&auth, B), None);
-    assert_eq!(get(&auth, "/get").status, 400);
-    assert_eq!(get(&auth, "/elsewhere").status, 404);
+    assert_eq!(auth.get("/get").status, 400);
+    assert_eq!(auth.get("/elsewhere").status, 404);
     let m = monitor(&auth);
     assert_eq!(m["entries"], 1, "{m}");
     assert_eq!(m["requests"]["/set"]["200"], 1, "{m}");

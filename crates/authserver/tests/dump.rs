@@ -1,7 +1,7 @@
 //! The dump file: written at checkpoints and at shutdown, read back at start.
 use std::os::unix::fs::PermissionsExt;
 
-use testkit::{Spawner, run_to_exit, wait_for};
+use testkit::{Spawner, assert_exits, free_port, wait_for};
 
 use crate::common::{A, B, C, SOON, lookup, monitor, read_dump, set, with_dump};
 
@@ -108,17 +108,14 @@ fn corrupt_dump_is_a_clear_error_and_left_untouched() {
     ];
     for (bytes, why) in cases {
         std::fs::write(&dump, bytes).unwrap();
-        let mut cmd = sp.bin("authserver");
-        cmd.arg(format!("--dumpfile={}", dump.display()))
-            .arg(format!("--authport={}", testkit::free_port()));
-        let (status, stderr) = run_to_exit(cmd, SOON);
-        assert_eq!(status.code(), Some(1), "{stderr}");
-        assert!(
-            stderr.contains(&dump.display().to_string()),
-            "names the file: {stderr}"
-        );
-        assert!(stderr.contains("corrupt"), "{stderr}");
-        assert!(stderr.contains(why), "says why ({why}): {stderr}");
+        let shown = dump.display().to_string();
+        let args = [
+            &format!("--dumpfile={shown}"),
+            &format!("--authport={}", free_port()),
+        ];
+        // Names the file and says why.
+        let needles = [shown.as_str(), "corrupt", why];
+        assert_exits(&sp, "authserver", &args.map(String::as_str), 1, &needles);
         assert_eq!(std::fs::read(&dump).unwrap(), bytes, "file byte-identical");
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()

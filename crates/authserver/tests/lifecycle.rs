@@ -1,26 +1,14 @@
 //! Start-up failures and logging.
-use std::time::{Duration, Instant};
+use testkit::{
+    Spawner, assert_exits, assert_port_taken_fails_fast, free_port, one_access_line,
+    wait_for_file_containing,
+};
 
-use testkit::{Spawner, free_port, run_to_exit, wait_for};
-
-use crate::common::{A, SOON, lookup};
+use crate::common::{A, lookup};
 
 #[test]
 fn port_taken_exits_at_once_naming_the_address() {
-    let sp = Spawner::new();
-    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = held.local_addr().unwrap().port();
-    let mut cmd = sp.bin("authserver");
-    cmd.arg(format!("--authport={port}"));
-    let started = Instant::now();
-    let (status, stderr) = run_to_exit(cmd, SOON);
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(
-        stderr.contains(&format!("127.0.0.1:{port}")) && stderr.to_lowercase().contains("in use"),
-        "{stderr}"
-    );
-    drop(held);
+    assert_port_taken_fails_fast(&Spawner::new(), "authserver", "--authport");
 }
 
 #[test]
@@ -34,14 +22,7 @@ fn bad_flags_are_usage_errors() {
         (&["--dumpfile"], "--dumpfile"),
     ];
     for (args, named) in cases {
-        let mut cmd = sp.bin("authserver");
-        cmd.args(args);
-        let (status, stderr) = run_to_exit(cmd, SOON);
-        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains(named),
-            "{args:?} should name {named}: {stderr}"
-        );
+        assert_exits(&sp, "authserver", args, 2, &[named]);
     }
 }
 
@@ -60,14 +41,17 @@ fn bad_log_configs_are_clear_errors() {
         (&missing, "cannot read log config"),
         (&broken, "not closed"),
     ] {
-        let mut cmd = sp.bin("authserver");
-        cmd.arg(format!("--log={}", path.display()))
-            .arg(format!("--authport={}", free_port()));
-        let (status, stderr) = run_to_exit(cmd, SOON);
-        assert_eq!(status.code(), Some(2), "{stderr}");
-        assert!(
-            stderr.contains(&path.display().to_string()) && stderr.contains(why),
-            "{stderr}"
+        let path = path.display().to_string();
+        let args = [
+            &format!("--log={path}"),
+            &format!("--authport={}", free_port()),
+        ];
+        assert_exits(
+            &sp,
+            "authserver",
+            &args.map(String::as_str),
+            2,
+            &[&path, why],
         );
     }
 }
@@ -86,23 +70,7 @@ fn the_shipped_config_logs_one_line_per_request_without_secrets() {
     let auth = testkit::ServerProc::start(cmd, &format!("127.0.0.1:{port}"));
     assert_eq!(lookup(&auth, A), None);
 
-    let log = dir.path().join("log/auth.log");
-    let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        wait_for(SOON, || read().contains("path=/get")),
-        "log: {}",
-        read()
-    );
-    let text = read();
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains("path=/get")).collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    for field in [
-        "method=GET",
-        "status=404",
-        "duration_ms=",
-        "peer=127.0.0.1:",
-    ] {
-        assert!(lines[0].contains(field), "{field} in {}", lines[0]);
-    }
+    let text = wait_for_file_containing(&dir.path().join("log/auth.log"), "path=/get");
+    one_access_line(&text, "GET", "/get", 404);
     assert!(!text.contains(A), "cookies stay out of the log: {text}");
 }

@@ -27,14 +27,19 @@ pub struct BindError {
 /// Binds `host:port`. Fails at once when the port is taken: a supervisor relies on that to move
 /// on to the next port, so nothing slow may come before this.
 pub async fn bind(host: &str, port: u16) -> Result<TcpListener, BindError> {
-    let addr = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}") // a bare IPv6 literal
-    } else {
-        format!("{host}:{port}")
-    };
+    let addr = host_port(host, port);
     match TcpListener::bind(addr.as_str()).await {
         Ok(l) => Ok(l),
         Err(source) => Err(BindError { addr, source }),
+    }
+}
+
+/// `host:port`, with a bare IPv6 literal bracketed (`[::1]:80`), as `connect` and `bind` want it.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -103,6 +108,14 @@ mod tests {
         assert_eq!(err.source.kind(), io::ErrorKind::AddrInUse);
         let msg = err.to_string();
         assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    }
+
+    #[test]
+    fn host_port_brackets_bare_ipv6_literals_only() {
+        assert_eq!(host_port("::1", 7070), "[::1]:7070");
+        assert_eq!(host_port("[::1]", 7070), "[::1]:7070");
+        assert_eq!(host_port("localhost", 7070), "localhost:7070");
+        assert_eq!(host_port("127.0.0.1", 0), "127.0.0.1:0");
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! Exit status: 0 when the call worked (and, for `health`, the supervisor is ok); 1 when the call
 //! failed or the supervisor is degraded; 2 for bad usage.
 use crate::cli::{CtlAction, CtlArgs};
-use crate::http_client::{self, Url};
+use servicekit::http_client::{self, Url};
 use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;

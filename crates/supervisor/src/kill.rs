@@ -23,15 +23,19 @@ pub fn signal_group(pgid: u32, sig: i32) -> io::Result<bool> {
     }
     // SAFETY: kill(2) has no memory-safety preconditions; negative pid = process group.
     let r = unsafe { libc::kill(-pgid, sig) };
+    delivered(r as libc::c_long)
+}
+
+/// The result of a kill-like system call: `Ok(true)` delivered, `Ok(false)` no such process.
+fn delivered(r: libc::c_long) -> io::Result<bool> {
     if r == 0 {
-        Ok(true)
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ESRCH) {
+        Ok(false)
     } else {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ESRCH) {
-            Ok(false)
-        } else {
-            Err(e)
-        }
+        Err(e)
     }
 }
 
@@ -88,16 +92,7 @@ impl Pinned {
                 0,
             )
         };
-        if r == 0 {
-            Ok(true)
-        } else {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ESRCH) {
-                Ok(false)
-            } else {
-                Err(e)
-            }
-        }
+        delivered(r)
     }
 
     /// True while the process has not exited (a pidfd polls readable once it has).

@@ -13,7 +13,7 @@
 //! - `events`: one log line (and one JSON object for the event stream) per event.
 //! - `api`, `control`, `metrics`: the HTTP API, its requests to the loop, Prometheus metrics.
 //! - `report`: heartbeats and yo-yo events to an ubervisor (`--report-url`).
-//! - `ctl`, `http_client`: `supervisor ctl`, a command line for the API.
+//! - `ctl`: `supervisor ctl`, a command line for the API (over `servicekit::http_client`).
 //! - `logging`: the log file, reopened on SIGHUP.
 //!
 //! # Theory of operation
@@ -28,7 +28,6 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod events;
-pub mod http_client;
 pub mod kill;
 pub mod logging;
 pub mod metrics;

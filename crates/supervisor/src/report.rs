@@ -5,7 +5,7 @@
 //! event loop. Failed posts are retried with growing delays (1 s doubling to 60 s); events wait
 //! in a bounded queue (oldest dropped past 1 000); of heartbeats only the newest is kept.
 use crate::control::{Envelope, Reply, Request};
-use crate::http_client::{self, Url};
+use servicekit::http_client::{self, Url};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;

@@ -325,6 +325,15 @@ fn an_unwritable_dump_keeps_tasks_running_and_is_logged() {
     std::fs::create_dir_all(sup.path(&format!("{DUMP}/blocker"))).unwrap();
     assert!(sup.wait_log("cannot write checkpoint"));
     assert!(pid_alive(a), "tasks keep running");
+    let health: serde_json::Value =
+        serde_json::from_str(&testkit::http_get(&sup.api(), "/health", &[]).unwrap().body).unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["checkpoint"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("sup.dump")),
+        "{health}"
+    );
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(
         sup.log().matches("cannot write checkpoint").count(),

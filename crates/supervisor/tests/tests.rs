@@ -5,5 +5,6 @@ mod api;
 mod checkpoint;
 mod common;
 mod config;
+mod dashboard;
 mod run;
 mod timeservice;

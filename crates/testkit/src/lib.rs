@@ -7,7 +7,9 @@
 //! - [`wait`]: `wait_for(deadline, condition)` polling instead of sleeps.
 //! - [`net`]: free loopback ports and ranges of them.
 //! - [`http`]: a tiny blocking HTTP/1.1 client for loopback tests (no extra dependencies).
-//! - [`server`]: a server binary under test, its output in files, ready when its port answers.
+//! - [`server`]: a server binary under test, its output in files, ready when its port answers;
+//!   start-up checks shared by the servers' tests (usage errors, a taken port).
+//! - [`logs`]: waiting for a log file, and the access-log line of one request.
 //!
 //! # Theory of operation
 //! Every process a test starts through [`proc::Spawner`] gets `TESTKIT_MARK=<unique id>` in its
@@ -16,14 +18,19 @@
 //! and sends SIGKILL to each matching PID (never by name).
 #![allow(clippy::unwrap_used)]
 
+pub mod browser;
 pub mod http;
+pub mod logs;
 pub mod net;
 pub mod proc;
 pub mod server;
 pub mod wait;
 
 pub use http::{Response, http_get, http_request};
+pub use logs::{one_access_line, wait_for_file_containing};
 pub use net::{free_port, free_port_range};
 pub use proc::{Spawner, bin_path, pid_alive, pids_with_env};
-pub use server::{ServerProc, run_to_exit};
-pub use wait::{wait_for, wait_for_value};
+pub use server::{
+    ServerProc, assert_exits, assert_port_taken_fails_fast, run_to_exit, start_on_free_port,
+};
+pub use wait::{SOON, wait_for, wait_for_value};

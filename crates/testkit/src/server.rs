@@ -7,6 +7,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::http::{Response, http_get};
+use crate::net::free_port;
+use crate::proc::Spawner;
+use crate::wait::SOON;
+
 /// How long a server gets to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -105,6 +110,74 @@ impl ServerProc {
         let _ = self.child.kill();
         self.child.wait().expect("wait after SIGKILL")
     }
+}
+
+/// Requests to the server, for tests that expect it to answer.
+impl ServerProc {
+    /// `GET path` on the server. Panics, showing the server's stderr, if there is no answer.
+    pub fn get(&self, path: &str) -> Response {
+        http_get(self.addr(), path, &[])
+            .unwrap_or_else(|e| panic!("GET {path}: {e}; stderr:\n{}", self.stderr()))
+    }
+
+    /// `GET path`, which must answer 200 with a JSON document (`Content-Type:
+    /// application/json`): the document, parsed.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.get(path);
+        assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+        let ctype = r.header("content-type").unwrap_or_default();
+        assert!(
+            ctype.starts_with("application/json"),
+            "GET {path}: Content-Type {ctype:?}"
+        );
+        serde_json::from_str(&r.body)
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {}", r.body))
+    }
+}
+
+/// Starts the workspace binary `bin` with `PORT_FLAG=<a free loopback port>` followed by
+/// `args`, and waits until it listens on `127.0.0.1` (see [`ServerProc::start`]).
+pub fn start_on_free_port(sp: &Spawner, bin: &str, port_flag: &str, args: &[&str]) -> ServerProc {
+    let port = free_port();
+    let mut cmd = sp.bin(bin);
+    cmd.arg(format!("{port_flag}={port}")).args(args);
+    ServerProc::start(cmd, &format!("127.0.0.1:{port}"))
+}
+
+/// Runs the workspace binary `bin` with `args` to its exit (within [`SOON`]), asserts that it
+/// exits with `code` and that its stderr contains each of `needles`, and returns the stderr.
+pub fn assert_exits(sp: &Spawner, bin: &str, args: &[&str], code: i32, needles: &[&str]) -> String {
+    let mut cmd = sp.bin(bin);
+    cmd.args(args);
+    let (status, stderr) = run_to_exit(cmd, SOON);
+    assert_eq!(status.code(), Some(code), "{bin} {args:?}: {stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{bin} {args:?}: stderr should contain {needle:?}: {stderr}"
+        );
+    }
+    stderr
+}
+
+/// Starts the workspace binary `bin` on a port this test holds (`PORT_FLAG=<port>`) and asserts
+/// that it fails at once, as a supervisor trying ports needs: exit code 1 within 5 s, with a
+/// message that names `127.0.0.1:<port>` and says it is in use.
+pub fn assert_port_taken_fails_fast(sp: &Spawner, bin: &str, port_flag: &str) {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = held.local_addr().expect("local_addr").port();
+    let started = Instant::now();
+    let stderr = assert_exits(
+        sp,
+        bin,
+        &[&format!("{port_flag}={port}")],
+        1,
+        &[&format!("127.0.0.1:{port}")],
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "{bin} took {took:?} to fail");
+    assert!(stderr.to_lowercase().contains("in use"), "{stderr}");
+    drop(held);
 }
 
 impl Drop for ServerProc {

@@ -1,6 +1,9 @@
 //! Polling waits with a deadline: tests wait for a condition, never for a fixed time.
 use std::time::{Duration, Instant};
 
+/// Generous bound for things that should happen "at once" (a loaded CI machine is slow).
+pub const SOON: Duration = Duration::from_secs(10);
+
 /// Polls `cond` every 10 ms until it holds (returns true) or `timeout` passes (returns false).
 pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     wait_for_value(timeout, || cond().then_some(())).is_some()

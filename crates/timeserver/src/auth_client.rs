@@ -1,13 +1,12 @@
-//! A minimal HTTP/1.1 client for the auth server: one `GET` per connection, bounded in time.
+//! The auth server over plain HTTP (`servicekit::http_client`): one `GET` per connection,
+//! bounded in time.
 //!
-//! The auth server is a loopback neighbour speaking plain HTTP; a full client stack (pools, TLS,
-//! redirects) would be more code to trust than these few lines. Every call is wrapped in the
-//! `--authtimeout-ms` deadline, connect included, so a hung auth server costs a page at most
-//! that long and the user is simply anonymous.
+//! Every call is wrapped in the `--authtimeout-ms` deadline, connect included, so a hung auth
+//! server costs a page at most that long and the user is simply anonymous.
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use servicekit::http_client::{self, HttpError, Url};
+use servicekit::serve::host_port;
 use uuid::Uuid;
 
 /// Responses bigger than this are not from our auth server.
@@ -42,12 +41,10 @@ pub struct AuthClient {
 
 impl AuthClient {
     pub fn new(host: &str, port: u16, timeout: Duration) -> Self {
-        let addr = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        AuthClient { addr, timeout }
+        AuthClient {
+            addr: host_port(host, port),
+            timeout,
+        }
     }
 
     /// The name stored for `cookie`, or `None` when the auth server does not know it.
@@ -77,101 +74,34 @@ impl AuthClient {
         }
     }
 
+    /// `GET path_and_query` within the timeout: the status and the body, which must be UTF-8.
     async fn get(&self, path_and_query: &str) -> Result<(u16, String), AuthError> {
-        match tokio::time::timeout(self.timeout, self.exchange(path_and_query)).await {
-            Ok(result) => result,
-            Err(_) => Err(AuthError::Timeout {
+        let url = Url {
+            authority: self.addr.clone(),
+            path: path_and_query.to_string(),
+        };
+        let response =
+            http_client::request_bytes("GET", &url, &[], None, self.timeout, MAX_RESPONSE)
+                .await
+                .map_err(|e| self.error(e))?;
+        match String::from_utf8(response.body) {
+            Ok(body) => Ok((response.status, body)),
+            Err(_) => Err(AuthError::BadResponse {
                 addr: self.addr.clone(),
-                after: self.timeout,
+                reason: "the body is not UTF-8".to_string(),
             }),
         }
     }
 
-    async fn exchange(&self, path_and_query: &str) -> Result<(u16, String), AuthError> {
-        let io = |source| AuthError::Io {
-            addr: self.addr.clone(),
-            source,
-        };
-        let mut stream = TcpStream::connect(self.addr.as_str()).await.map_err(io)?;
-        let request = format!(
-            "GET {path_and_query} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: timeserver\r\n\r\n",
-            self.addr
-        );
-        stream.write_all(request.as_bytes()).await.map_err(io)?;
-        let mut raw = Vec::new();
-        (&mut stream)
-            .take(MAX_RESPONSE)
-            .read_to_end(&mut raw)
-            .await
-            .map_err(io)?;
-        parse_response(&raw).map_err(|reason| AuthError::BadResponse {
-            addr: self.addr.clone(),
-            reason,
-        })
-    }
-}
-
-/// Splits a complete HTTP/1.1 response (the connection was closed after it) into status and
-/// body. Handles `Content-Length` and chunked bodies.
-fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
-    let head_end = find(raw, b"\r\n\r\n").ok_or("the response has no end of headers")?;
-    let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| "headers are not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = match status_line.split(' ').collect::<Vec<_>>().as_slice() {
-        [version, code, ..] if version.starts_with("HTTP/1.") => code
-            .parse::<u16>()
-            .map_err(|_| format!("bad status line {status_line:?}"))?,
-        _ => return Err(format!("bad status line {status_line:?}")),
-    };
-    let mut content_length = None;
-    let mut chunked = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            content_length = Some(value.parse::<usize>().map_err(|_| "bad Content-Length")?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.eq_ignore_ascii_case("chunked");
+    /// The client's error, told in terms of the auth server.
+    fn error(&self, e: HttpError) -> AuthError {
+        let addr = self.addr.clone();
+        match e {
+            HttpError::Timeout { after, .. } => AuthError::Timeout { addr, after },
+            HttpError::Io { source, .. } => AuthError::Io { addr, source },
+            HttpError::Bad { reason, .. } => AuthError::BadResponse { addr, reason },
         }
     }
-    let rest = &raw[head_end + 4..];
-    let body = if chunked {
-        dechunk(rest)?
-    } else if let Some(len) = content_length {
-        rest.get(..len)
-            .ok_or("the body is shorter than its Content-Length")?
-            .to_vec()
-    } else {
-        rest.to_vec()
-    };
-    String::from_utf8(body)
-        .map(|b| (status, b))
-        .map_err(|_| "the body is not UTF-8".to_string())
-}
-
-fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = find(rest, b"\r\n").ok_or("truncated chunk size")?;
-        let size_text = std::str::from_utf8(&rest[..line_end]).map_err(|_| "bad chunk size")?;
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        let chunk = rest.get(..size).ok_or("truncated chunk")?;
-        body.extend_from_slice(chunk);
-        rest = rest.get(size + 2..).ok_or("truncated chunk end")?;
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, so any name survives the
@@ -191,40 +121,6 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_content_length_bodies() {
-        let raw = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nAdaXYZ";
-        assert_eq!(parse_response(raw), Ok((200, "Ada".to_string())));
-        let raw = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
-        assert_eq!(parse_response(raw), Ok((404, String::new())));
-    }
-
-    #[test]
-    fn parses_chunked_and_close_delimited_bodies() {
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nAda\r\n5;x=y\r\n Love\r\n0\r\n\r\n";
-        assert_eq!(parse_response(raw), Ok((200, "Ada Love".to_string())));
-        let raw = b"HTTP/1.0 200 OK\r\n\r\nuntil close";
-        assert_eq!(parse_response(raw), Ok((200, "until close".to_string())));
-    }
-
-    #[test]
-    fn rejects_garbage() {
-        for raw in [
-            &b""[..],
-            b"hello",
-            b"SSH-2.0-OpenSSH\r\n\r\n",
-            b"HTTP/1.1 abc OK\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
-        ] {
-            assert!(
-                parse_response(raw).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(raw)
-            );
-        }
-    }
 
     #[test]
     fn encodes_names_for_the_query_string() {
@@ -264,6 +160,31 @@ mod tests {
         assert!(err.to_string().contains("100 ms"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
         holder.abort();
+    }
+
+    #[tokio::test]
+    async fn a_name_that_is_not_utf8_is_a_bad_response() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            // Read the whole request first: closing on unread data would reset the connection.
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(conn.read_u8().await.expect("read"));
+            }
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nA\xffa")
+                .await
+                .expect("write");
+        });
+        let c = AuthClient::new("127.0.0.1", port, Duration::from_secs(5));
+        let err = c.lookup(Uuid::new_v4()).await.expect_err("not UTF-8");
+        assert!(matches!(err, AuthError::BadResponse { .. }), "{err}");
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        server.abort();
     }
 
     #[test]

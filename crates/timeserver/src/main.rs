@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use servicekit::access_log::RequestStats;
-use servicekit::logconfig::{self, LogGuard};
-use servicekit::serve::{self, Stopped};
-use servicekit::shutdown::shutdown_signal;
+use servicekit::server::{Listening, Server, USAGE_ERROR};
 
 mod auth_client;
 mod cli;
@@ -35,53 +33,22 @@ use load::{Admission, Delay};
 use pages::Templates;
 use routes::App;
 
-const USAGE_ERROR: u8 = 2;
-const RUNTIME_ERROR: u8 = 1;
-
 fn main() -> ExitCode {
     let cli = Cli::parse(); // exits 2 on bad flags, 0 on --help/--version
-    let log = match logconfig::init_from_flag(cli.log.as_deref()) {
-        Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("timeserver: {e}");
-            return ExitCode::from(USAGE_ERROR);
-        }
+    let server = match Server::start("timeserver", &cli.server) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let templates = match cli.templates.as_deref().map(Templates::load).transpose() {
         Ok(t) => t.unwrap_or_else(Templates::builtin),
-        Err(e) => return fatal(&log, USAGE_ERROR, &e),
+        Err(e) => return server.fatal(USAGE_ERROR, &e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            return fatal(
-                &log,
-                RUNTIME_ERROR,
-                &format!("cannot start the runtime: {e}"),
-            );
-        }
-    };
-    runtime.block_on(run(cli, templates, &log))
+    server.run(cli.port, |listening| {
+        run(&server, cli, templates, listening)
+    })
 }
 
-async fn run(cli: Cli, templates: Templates, log: &LogGuard) -> ExitCode {
-    let listener = match serve::bind(&cli.host, cli.port).await {
-        Ok(l) => l,
-        Err(e) => return fatal(log, RUNTIME_ERROR, &e),
-    };
-    let stop = match shutdown_signal() {
-        Ok(s) => s,
-        Err(e) => {
-            return fatal(
-                log,
-                RUNTIME_ERROR,
-                &format!("cannot install signal handlers: {e}"),
-            );
-        }
-    };
+async fn run(server: &Server, cli: Cli, templates: Templates, listening: Listening) -> ExitCode {
     let app = Arc::new(App {
         templates,
         auth: AuthClient::new(
@@ -94,11 +61,8 @@ async fn run(cli: Cli, templates: Templates, log: &LogGuard) -> ExitCode {
         auth_errors: AtomicU64::new(0),
         stats: Arc::new(RequestStats::default()),
     });
-    let addr = listener
-        .local_addr()
-        .map_or_else(|_| format!("{}:{}", cli.host, cli.port), |a| a.to_string());
     tracing::info!(
-        addr = %addr,
+        addr = %listening.addr(),
         auth = %format!("{}:{}", cli.authhost, cli.authport),
         max_inflight = cli.max_inflight,
         avg_response_ms = cli.avg_response_ms,
@@ -107,25 +71,5 @@ async fn run(cli: Cli, templates: Templates, log: &LogGuard) -> ExitCode {
         version = env!("CARGO_PKG_VERSION"),
         "timeserver listening"
     );
-    match serve::serve(listener, routes::router(app), stop, cli.drain_timeout).await {
-        Ok(Stopped::Drained(signal)) => {
-            tracing::info!(%signal, "stopped cleanly");
-            ExitCode::SUCCESS
-        }
-        Ok(Stopped::DrainTimedOut(signal)) => {
-            tracing::warn!(%signal, "stopped; some requests were cut off at the drain deadline");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fatal(log, RUNTIME_ERROR, &format!("server failed: {e}")),
-    }
-}
-
-/// Reports a fatal error in the log and, if the log does not already go there, on stderr (where
-/// a supervisor's error file catches it), then gives the exit code.
-fn fatal(log: &LogGuard, code: u8, error: &dyn std::fmt::Display) -> ExitCode {
-    tracing::error!("{error}");
-    if !log.to_console() {
-        eprintln!("timeserver: {error}");
-    }
-    ExitCode::from(code)
+    server.stopped(listening.serve(routes::router(app)).await)
 }

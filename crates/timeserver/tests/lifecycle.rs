@@ -1,24 +1,16 @@
 //! Start-up failures, logging, and stopping.
 use std::time::{Duration, Instant};
 
-use testkit::{ServerProc, Spawner, free_port, http_get, run_to_exit, wait_for};
+use testkit::{
+    ServerProc, Spawner, assert_exits, assert_port_taken_fails_fast, free_port, http_get,
+    one_access_line, wait_for, wait_for_file_containing,
+};
 
-use crate::common::{SOON, dead_port, get, monitor, timeserver};
+use crate::common::{SOON, dead_port, monitor, timeserver};
 
 #[test]
 fn port_taken_exits_at_once_naming_the_address() {
-    let sp = Spawner::new();
-    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = held.local_addr().unwrap().port();
-    let mut cmd = sp.bin("timeserver");
-    cmd.arg(format!("--port={port}"));
-    let started = Instant::now();
-    let (status, stderr) = run_to_exit(cmd, SOON);
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
-    assert!(stderr.to_lowercase().contains("in use"), "{stderr}");
-    drop(held);
+    assert_port_taken_fails_fast(&Spawner::new(), "timeserver", "--port");
 }
 
 #[test]
@@ -32,14 +24,7 @@ fn bad_flags_are_usage_errors() {
         (&["--drain-timeout=soon"], "\"soon\""),
     ];
     for (args, named) in cases {
-        let mut cmd = sp.bin("timeserver");
-        cmd.args(args);
-        let (status, stderr) = run_to_exit(cmd, SOON);
-        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains(named),
-            "{args:?} should name {named}: {stderr}"
-        );
+        assert_exits(&sp, "timeserver", args, 2, &[named]);
     }
 }
 
@@ -81,27 +66,31 @@ fn bad_log_configs_are_clear_errors() {
         (write("root.xml", "<log/>"), "expected <seelog>"),
     ];
     for (path, why) in cases {
-        let mut cmd = sp.bin("timeserver");
-        cmd.arg(format!("--log={path}"))
-            .arg(format!("--port={}", free_port()));
-        let (status, stderr) = run_to_exit(cmd, SOON);
-        assert_eq!(status.code(), Some(2), "{path}: {stderr}");
-        assert!(stderr.contains(&path), "names the file: {stderr}");
-        assert!(stderr.contains(why), "says why ({why}): {stderr}");
+        let args = [&format!("--log={path}"), &format!("--port={}", free_port())];
+        // Names the file and says why.
+        assert_exits(
+            &sp,
+            "timeserver",
+            &args.map(String::as_str),
+            2,
+            &[&path, why],
+        );
     }
 }
 
 #[test]
 fn bad_templates_folder_is_a_usage_error() {
-    let sp = Spawner::new();
-    let mut cmd = sp.bin("timeserver");
-    cmd.args([
+    let args = [
         "--templates=/nonexistent/templates",
         &format!("--port={}", free_port()),
-    ]);
-    let (status, stderr) = run_to_exit(cmd, SOON);
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("/nonexistent/templates"), "{stderr}");
+    ];
+    assert_exits(
+        &Spawner::new(),
+        "timeserver",
+        &args,
+        2,
+        &["/nonexistent/templates"],
+    );
 }
 
 #[test]
@@ -123,35 +112,12 @@ fn log_config_sends_one_line_per_request_to_its_file() {
             &format!("--log={}", cfg.display()),
         ],
     );
-    assert_eq!(get(&ts, "/time").status, 200);
-    assert_eq!(get(&ts, "/nope").status, 404);
+    assert_eq!(ts.get("/time").status, 200);
+    assert_eq!(ts.get("/nope").status, 404);
 
-    let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        wait_for(SOON, || read().contains("path=/nope")),
-        "log: {}",
-        read()
-    );
-    let text = read();
-    let time_lines: Vec<&str> = text.lines().filter(|l| l.contains("path=/time")).collect();
-    assert_eq!(time_lines.len(), 1, "{text}");
-    for field in [
-        "method=GET",
-        "status=200",
-        "duration_ms=",
-        "peer=127.0.0.1:",
-    ] {
-        assert!(
-            time_lines[0].contains(field),
-            "{field} in {}",
-            time_lines[0]
-        );
-    }
-    assert!(
-        text.lines()
-            .any(|l| l.contains("path=/nope") && l.contains("status=404")),
-        "{text}"
-    );
+    let text = wait_for_file_containing(&log, "path=/nope");
+    one_access_line(&text, "GET", "/time", 200);
+    one_access_line(&text, "GET", "/nope", 404);
     assert!(text.contains("timeserver listening"), "{text}");
     assert!(
         ts.stderr().is_empty(),

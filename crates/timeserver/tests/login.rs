@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use testkit::{Spawner, http_get};
 
-use crate::common::{authserver, dead_port, get, get_with_cookie, monitor, port_of, timeserver};
+use crate::common::{authserver, dead_port, get_with_cookie, monitor, port_of, timeserver};
 
 /// The session cookie set by a `/login` answer.
 fn session_from(r: &testkit::Response) -> String {
@@ -29,7 +29,7 @@ fn login_greets_on_time_page_then_logout_forgets() {
     // Default --authhost (localhost), as in the brief's task list.
     let ts = timeserver(&sp, &["--authport", &port_of(&auth)]);
 
-    let r = get(&ts, "/login?name=Ada%20Lovelace");
+    let r = ts.get("/login?name=Ada%20Lovelace");
     assert_eq!(r.status, 302);
     assert_eq!(r.header("location"), Some("/"));
     let cookie = session_from(&r);
@@ -89,10 +89,7 @@ fn names_are_escaped_in_pages() {
         &sp,
         &["--authhost=127.0.0.1", "--authport", &port_of(&auth)],
     );
-    let cookie = session_from(&get(
-        &ts,
-        "/login?name=%3Cb%3EBob%3C%2Fb%3E%20%26%20Zo%C3%AB",
-    ));
+    let cookie = session_from(&ts.get("/login?name=%3Cb%3EBob%3C%2Fb%3E%20%26%20Zo%C3%AB"));
     let page = get_with_cookie(&ts, "/", &cookie).body;
     assert!(
         page.contains("Greetings, &lt;b&gt;Bob&lt;/b&gt; &amp; Zoë"),
@@ -113,7 +110,7 @@ fn auth_server_down_means_anonymous_pages() {
     let home = get_with_cookie(&ts, "/", someone);
     assert_eq!(home.status, 200);
     assert!(home.body.contains("What is your name, Earthling?"));
-    let login = get(&ts, "/login?name=Ada");
+    let login = ts.get("/login?name=Ada");
     assert_eq!(login.status, 502);
     assert!(
         login.body.contains("auth server is unavailable"),

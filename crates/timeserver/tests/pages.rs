@@ -3,7 +3,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use testkit::Spawner;
 
-use crate::common::{count, dead_port, get, get_with_cookie, monitor, timeserver};
+use crate::common::{count, dead_port, get_with_cookie, monitor, timeserver};
 
 /// "3:04:05 PM"
 fn is_twelve_hour(s: &str) -> bool {
@@ -39,7 +39,7 @@ fn seconds_of_day(s: &str) -> Option<i64> {
 fn time_page_shows_local_and_utc_time() {
     let sp = Spawner::new();
     let ts = timeserver(&sp, &["--authport", &dead_port()]);
-    let r = get(&ts, "/time");
+    let r = ts.get("/time");
     let now_utc = (SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -78,7 +78,7 @@ fn home_about_stylesheet_and_not_found() {
     let sp = Spawner::new();
     let ts = timeserver(&sp, &["--authport", &dead_port()]);
     for path in ["/", "/index.html"] {
-        let r = get(&ts, path);
+        let r = ts.get(path);
         assert_eq!(r.status, 200, "{path}");
         assert!(
             r.body.contains("What is your name, Earthling?"),
@@ -90,17 +90,17 @@ fn home_about_stylesheet_and_not_found() {
             assert!(r.body.contains(item), "menu item {item} on {path}");
         }
     }
-    let about = get(&ts, "/about");
+    let about = ts.get("/about");
     assert_eq!(about.status, 200);
     assert!(about.body.contains("<h1>About Us</h1>"));
 
-    let css = get(&ts, "/css/style.css");
+    let css = ts.get("/css/style.css");
     assert_eq!(css.status, 200);
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
     assert!(css.body.contains(".time"));
 
     for path in ["/nope", "/css/other.css", "/time/extra", "/monitor/x"] {
-        let r = get(&ts, path);
+        let r = ts.get(path);
         assert_eq!(r.status, 404, "{path}");
         assert_eq!(
             r.body, "These are not the URLs you're looking for.",
@@ -122,7 +122,7 @@ fn empty_name_is_refused() {
     let sp = Spawner::new();
     let ts = timeserver(&sp, &["--authport", &dead_port()]);
     for path in ["/login?name=", "/login?name=%20%20", "/login"] {
-        let r = get(&ts, path);
+        let r = ts.get(path);
         assert_eq!(r.status, 400, "{path}");
         assert!(
             r.body.contains("C'mon, I need a name."),
@@ -160,14 +160,14 @@ fn templates_folder_overrides_built_ins() {
             &format!("--templates={}", dir.path().display()),
         ],
     );
-    let page = get(&ts, "/time").body;
+    let page = ts.get("/time").body;
     assert!(page.contains("<p id=\"custom\">UTC is "), "{page}");
     assert!(
         page.contains(">About Us<"),
         "header and footer still built in"
     );
-    assert_eq!(get(&ts, "/css/style.css").body, "body { color: teal; }\n");
-    assert!(get(&ts, "/about").body.contains("<h1>About Us</h1>"));
+    assert_eq!(ts.get("/css/style.css").body, "body { color: teal; }\n");
+    assert!(ts.get("/about").body.contains("<h1>About Us</h1>"));
 }
 
 #[test]
