@@ -60,17 +60,37 @@ pub enum CheckpointError {
     FutureVersion { found: u32 },
     #[error("dump format version {found} is not a known version")]
     UnknownVersion { found: u32 },
+    #[error("{0}")]
+    Shape(String),
 }
 
 impl Checkpoint {
     /// Parses a dump, accepting every known format version.
     pub fn parse(text: &str) -> Result<Checkpoint, CheckpointError> {
-        #[derive(Deserialize)]
-        struct Probe {
-            version: u32,
-        }
-        let probe: Probe = serde_json::from_str(text)?;
-        match probe.version {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        let version = match &value {
+            serde_json::Value::Object(m) => match m.get("version") {
+                Some(v) => v
+                    .as_u64()
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(|| {
+                        CheckpointError::Shape(format!(
+                            "field \"version\" must be a whole number, got {v}"
+                        ))
+                    })?,
+                None => {
+                    return Err(CheckpointError::Shape(
+                        "field \"version\" is missing".into(),
+                    ));
+                }
+            },
+            _ => {
+                return Err(CheckpointError::Shape(
+                    "a dump is a JSON object with a \"version\" field".into(),
+                ));
+            }
+        };
+        match version {
             VERSION => Ok(serde_json::from_str(text)?),
             v if v > VERSION => Err(CheckpointError::FutureVersion { found: v }),
             v => Err(CheckpointError::UnknownVersion { found: v }),

@@ -76,7 +76,8 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.task, &self.name) {
-            (Some(i), Some(n)) => write!(f, "task {i} ({n}): ")?,
+            (Some(i), Some(n)) if !n.is_empty() => write!(f, "task {i} ({n}): ")?,
+            (Some(i), Some(_)) => write!(f, "task {i}: ")?,
             (Some(i), None) => write!(f, "task {i}: ")?,
             (None, _) => {}
         }
@@ -126,6 +127,8 @@ pub fn parse_task_list(
     text: &str,
     ports: Option<PortRange>,
 ) -> Result<Vec<TaskSpec>, ConfigErrors> {
+    // Editors on some systems save UTF-8 with a byte-order mark; it is not part of the JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Err(ConfigErrors::one(
             "the task list is empty: expected a JSON array of task objects on standard input",

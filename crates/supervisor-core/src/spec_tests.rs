@@ -67,8 +67,13 @@ fn check(case: &str, text: &str, ports: Option<PortRange>, wants: &[Want]) {
         if let Some(i) = w.task {
             assert!(line.starts_with(&format!("task {i}")), "{case}: {line}");
         }
-        if let Some(n) = w.name {
-            assert!(line.contains(&format!("({n})")), "{case}: {line}");
+        match w.name {
+            Some("") => assert!(
+                !line.contains("()"),
+                "{case}: an empty name is not shown: {line}"
+            ),
+            Some(n) => assert!(line.contains(&format!("({n})")), "{case}: {line}"),
+            None => {}
         }
         if let Some(f) = w.field {
             assert!(line.contains(f), "{case}: {line}");

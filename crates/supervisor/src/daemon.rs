@@ -21,8 +21,8 @@ use crate::metrics::Metrics;
 use crate::procfs;
 use crate::reaper;
 use crate::spawn::{self, INSTANCE_VAR, TASK_VAR};
-use std::cell::OnceCell;
-use std::collections::HashSet;
+use std::cell::{OnceCell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -56,9 +56,10 @@ pub struct Daemon {
     clock: Clock,
     started: Instant,
     last_checkpoint_ok: Option<Instant>,
-    /// Our children, read from /proc at most once per loop turn (a stop of 10 000 tasks would
-    /// otherwise read the list 10 000 times).
-    children_cache: OnceCell<Vec<i32>>,
+    /// Escaped descendants by task, read from /proc at most once per loop turn.
+    escaped_index: OnceCell<HashMap<String, Vec<(i32, i32)>>>,
+    /// Start times of live children, filled when a checkpoint first needs them.
+    start_ticks: RefCell<HashMap<u32, u64>>,
 }
 
 impl Daemon {
@@ -94,7 +95,8 @@ impl Daemon {
             clock: Clock::now(),
             started: Instant::now(),
             last_checkpoint_ok: None,
-            children_cache: OnceCell::new(),
+            escaped_index: OnceCell::new(),
+            start_ticks: RefCell::new(HashMap::new()),
         })
     }
 
@@ -147,10 +149,20 @@ impl Daemon {
     }
 
     fn drain_actions(&mut self) {
-        // Spawning may reap nothing, but actions beget actions (a busy port → the next port).
-        self.children_cache = OnceCell::new();
+        // Actions beget actions (a spawn → its `Started` event, a busy port → the next port).
+        // Processes come first: a replacement is spawned before the death that caused it is
+        // logged, counted and streamed, so those microseconds are not added to the restart.
+        // Events keep their order among themselves.
+        self.escaped_index = OnceCell::new();
+        let mut events = Vec::new();
         while let Some(action) = self.core.poll_action() {
-            self.execute(action);
+            match action {
+                Action::Event(e) => events.push(e),
+                other => self.execute(other),
+            }
+        }
+        for e in &events {
+            self.on_event(e);
         }
     }
 
@@ -178,7 +190,9 @@ impl Daemon {
                 }
                 let input = match spawn::spawn(&spec, &argv, port, &self.instance) {
                     Ok(pid) => {
-                        let start_ticks = procfs::stat(pid as i32).ok().map(|s| s.start_ticks);
+                        // The start time is read when a checkpoint needs it, not here: an
+                        // unreaped child keeps its /proc entry, and the spawn path stays short.
+                        let start_ticks = None;
                         Input::Spawned {
                             task,
                             generation,
@@ -241,25 +255,39 @@ impl Daemon {
     /// reparented to us, the subreaper: (pid, pgid). They are our children, so their pids are
     /// stable until we reap them.
     fn escaped(&self, name: &str) -> Vec<(i32, i32)> {
-        let children = self.children_cache.get_or_init(procfs::own_children);
-        children
-            .iter()
-            .copied()
-            .filter(|pid| self.core.task_by_pid(*pid as u32).is_none())
-            .filter(|pid| procfs::environ_var(*pid, TASK_VAR).as_deref() == Some(name))
-            .filter(|pid| {
-                procfs::environ_var(*pid, INSTANCE_VAR).as_deref() == Some(self.instance.as_str())
-            })
-            .filter_map(|pid| {
-                procfs::stat(pid)
-                    .ok()
-                    .filter(|s| !s.is_zombie())
-                    .map(|s| (pid, s.pgid))
-            })
-            .collect()
+        self.escaped_index
+            .get_or_init(|| self.build_escaped_index())
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Task name → (pid, pgid) of its escaped descendants, from one read of our children list.
+    /// Built at most once per loop turn: a storm of 10 000 deaths must not read a list of
+    /// 10 000 children 10 000 times.
+    fn build_escaped_index(&self) -> HashMap<String, Vec<(i32, i32)>> {
+        let mut index: HashMap<String, Vec<(i32, i32)>> = HashMap::new();
+        for pid in procfs::own_children() {
+            if self.core.task_by_pid(pid as u32).is_some() {
+                continue;
+            }
+            if procfs::environ_var(pid, INSTANCE_VAR).as_deref() != Some(self.instance.as_str()) {
+                continue;
+            }
+            let Some(task) = procfs::environ_var(pid, TASK_VAR) else {
+                continue;
+            };
+            if let Some(s) = procfs::stat(pid).ok().filter(|s| !s.is_zombie()) {
+                index.entry(task).or_default().push((pid, s.pgid));
+            }
+        }
+        index
     }
 
     fn reap_all(&mut self) {
+        // Escaped descendants were reparented to us long before their leader died: the index
+        // from the start of this batch has them.
+        self.escaped_index = OnceCell::new();
         loop {
             let pid = match reaper::peek() {
                 Ok(Some(pid)) => pid,
@@ -282,9 +310,16 @@ impl Daemon {
                     }
                     // The leader died on its own: what is left of its group belongs to a dead
                     // instance and would hold its port. Safe: the unreaped leader pins the pgid.
+                    // Descendants that left the group (setsid) and were reparented to us go too,
+                    // as with systemd's control-group kill; otherwise every restart would add
+                    // another. They are our children, so their pids are pinned as well.
                     let _ = kill::signal_group(pid, libc::SIGKILL);
+                    for (_, pgid) in self.escaped(&view.spec.name) {
+                        let _ = kill::signal_group(pgid as u32, libc::SIGKILL);
+                    }
                 }
             }
+            self.start_ticks.get_mut().remove(&pid);
             match reaper::reap(pid) {
                 Ok(r) => {
                     let status = ExitStatus::from_wait_status(r.raw_status);
@@ -305,6 +340,17 @@ impl Daemon {
         }
     }
 
+    /// `/proc/PID/stat` start time of our live child `pid`, read once per process.
+    fn start_ticks_of(&self, pid: u32) -> Option<u64> {
+        let mut cache = self.start_ticks.borrow_mut();
+        if let Some(t) = cache.get(&pid) {
+            return Some(*t);
+        }
+        let t = procfs::stat(pid as i32).ok()?.start_ticks;
+        cache.insert(pid, t);
+        Some(t)
+    }
+
     fn checkpoint_doc(&self, clean: bool) -> Checkpoint {
         let mut tasks = if clean {
             Vec::new()
@@ -313,6 +359,9 @@ impl Daemon {
         };
         for t in &mut tasks {
             t.boot_id = Some(self.identity.boot_id.clone());
+            if t.start_time.is_none() {
+                t.start_time = self.start_ticks_of(t.pid);
+            }
         }
         Checkpoint {
             version: VERSION,

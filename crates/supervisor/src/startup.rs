@@ -32,6 +32,10 @@ pub fn main(args: Args) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if let Err(e) = check_dumpfile(&args) {
+        eprintln!("supervisor: {e}");
+        return ExitCode::from(2);
+    }
     let api = match api_settings(&args) {
         Ok(a) => a,
         Err(e) => {
@@ -111,6 +115,25 @@ fn check_files(specs: Vec<TaskSpec>) -> Result<Vec<TaskSpec>, ConfigErrors> {
     }
 }
 
+/// `--dumpfile` must name a file: a folder (or a path ending in `/`) would make every
+/// checkpoint fail, which is better said at once.
+fn check_dumpfile(args: &Args) -> Result<(), String> {
+    let Some(p) = &args.dumpfile else {
+        return Ok(());
+    };
+    let text = p.as_os_str().to_string_lossy();
+    if text.is_empty() {
+        return Err("--dumpfile is empty: expected a file path such as run/supervisor.dump".into());
+    }
+    if text.ends_with('/') || p.is_dir() {
+        return Err(format!(
+            "--dumpfile={text} is a folder: expected a file path such as {}",
+            p.join("supervisor.dump").display()
+        ));
+    }
+    Ok(())
+}
+
 /// The API and report flags, checked before anything else happens.
 struct ApiSettings {
     listen: Option<std::net::SocketAddr>,
@@ -167,6 +190,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         tracing::warn!(error = %std::io::Error::last_os_error(), "cannot become a child subreaper; escaped grandchildren will be reparented to init");
     }
     raise_fd_limit();
+    crate::spawn::cloexec_inherited_fds();
     let boot_id = procfs::boot_id().context("cannot read the boot id")?;
     let my_start = checkpoint_io::own_start_ticks();
     let instance = checkpoint_io::instance_id(args.dumpfile.as_deref());

@@ -6,20 +6,6 @@ use testkit::{pid_alive, wait_for, wait_for_value};
 
 const DUMP: &str = "run/sup.dump";
 
-fn dump_pids(sup: &Sup) -> Vec<u64> {
-    let Some(d) = sup.dump(DUMP) else {
-        return Vec::new();
-    };
-    let mut v: Vec<u64> = d["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["pid"].as_u64().unwrap())
-        .collect();
-    v.sort();
-    v
-}
-
 /// Pids a task appended to `file`, one per start.
 fn pids_in(path: &Path) -> Vec<i32> {
     std::fs::read_to_string(path)
@@ -58,7 +44,7 @@ fn the_dump_lists_exactly_the_live_task_processes() {
     let mut want = vec![a as u64, b as u64];
     want.sort();
     assert!(
-        wait_for(LONG, || dump_pids(&sup) == want),
+        wait_for(LONG, || sup.dump_pids(DUMP) == want),
         "dump {:?} vs live {want:?}",
         sup.dump(DUMP)
     );
@@ -98,7 +84,7 @@ fn the_dump_lists_exactly_the_live_task_processes() {
     let a2 = wait_for_value(LONG, || pids_in(&sup.path("a.pids")).get(1).copied()).unwrap();
     let mut want = vec![a2 as u64, b as u64];
     want.sort();
-    assert!(wait_for(LONG, || dump_pids(&sup) == want));
+    assert!(wait_for(LONG, || sup.dump_pids(DUMP) == want));
 
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));
@@ -121,7 +107,7 @@ fn a_restarted_supervisor_stops_every_leftover_and_runs_one_of_each() {
         wait_pid_file(&sup.path("b.pids")),
         wait_pid_file(&sup.path("gc.pids")),
     );
-    assert!(wait_for(LONG, || dump_pids(&sup).len() == 2));
+    assert!(wait_for(LONG, || sup.dump_pids(DUMP).len() == 2));
 
     sup.signal(libc::SIGKILL);
     assert_eq!(sup.wait_exit(), None);
@@ -167,7 +153,7 @@ fn processes_started_after_the_last_checkpoint_are_found_by_marker() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     sup.start(&tasks(), &args);
     let a = wait_pid_file(&sup.path("a.pids"));
-    assert!(wait_for(LONG, || dump_pids(&sup).len() == 2));
+    assert!(wait_for(LONG, || sup.dump_pids(DUMP).len() == 2));
     let stale = std::fs::read(sup.path(DUMP)).unwrap();
     unsafe { libc::kill(a, libc::SIGKILL) };
     let a2 = wait_for_value(LONG, || pids_in(&sup.path("a.pids")).get(1).copied()).unwrap();
@@ -282,7 +268,7 @@ fn a_corrupt_dump_is_kept_aside_and_the_supervisor_runs() {
         b"{\"version\": 1, \"tasks\": [tru"
     );
     assert!(
-        wait_for(LONG, || dump_pids(&sup).len() == 1),
+        wait_for(LONG, || sup.dump_pids(DUMP).len() == 1),
         "a fresh dump replaces it"
     );
     sup.signal(libc::SIGTERM);
@@ -319,7 +305,7 @@ fn an_unwritable_dump_keeps_tasks_running_and_is_logged() {
         &[&format!("--dumpfile={DUMP}"), "--checkpoint-interval=100ms"],
     );
     let a = wait_pid_file(&sup.path("a.pids"));
-    assert!(wait_for(LONG, || dump_pids(&sup).len() == 1));
+    assert!(wait_for(LONG, || sup.dump_pids(DUMP).len() == 1));
     // A non-empty folder where the dump was: every rename onto it fails.
     std::fs::remove_file(sup.path(DUMP)).unwrap();
     std::fs::create_dir_all(sup.path(&format!("{DUMP}/blocker"))).unwrap();

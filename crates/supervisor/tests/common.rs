@@ -109,6 +109,21 @@ impl Sup {
         serde_json::from_str(&text).ok()
     }
 
+    /// The pids the dump at `rel` lists, sorted (empty while there is no readable dump).
+    pub fn dump_pids(&self, rel: &str) -> Vec<u64> {
+        let Some(d) = self.dump(rel) else {
+            return Vec::new();
+        };
+        let mut v: Vec<u64> = d["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["pid"].as_u64().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Live processes started under this test (supervisor and tasks), by marker.
     pub fn marked_pids(&self) -> Vec<i32> {
         self.spawner.pids()

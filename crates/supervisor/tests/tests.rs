@@ -2,9 +2,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod chaos;
 mod checkpoint;
 mod common;
 mod config;
+mod corpus;
 mod dashboard;
+mod fsfaults;
+mod hostile;
 mod run;
 mod timeservice;
