@@ -106,6 +106,13 @@ pub fn spawn(
         .map(|a| cstring(a.as_bytes()))
         .collect::<Result<_, _>>()
         .map_err(exec_err)?;
+    // posix_spawnp searches the supervisor's PATH; a task that sets its own PATH means that one.
+    let c_program = match spec.env.get("PATH") {
+        Some(path) if !program.contains('/') => {
+            cstring(search_path(program, path).as_os_str().as_bytes()).map_err(exec_err)?
+        }
+        _ => c_args[0].clone(),
+    };
     let mut extra: Vec<(OsString, OsString)> =
         spec.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
     extra.push((INSTANCE_VAR.into(), instance.into()));
@@ -132,12 +139,12 @@ pub fn spawn(
         .map_err(exec_err)?;
     let attr = SpawnAttr::new().map_err(exec_err)?;
     let mut pid: libc::pid_t = 0;
-    // SAFETY: every pointer is valid for the call: `c_args`/`c_env` own the strings the NULL-
+    // SAFETY: every pointer is valid for the call: `c_program`/`c_args`/`c_env` own the strings the NULL-
     // terminated pointer arrays point into, and `actions`/`attr` are initialised.
     let rc = unsafe {
         libc::posix_spawnp(
             &mut pid,
-            c_args[0].as_ptr(),
+            c_program.as_ptr(),
             &actions.0,
             &attr.0,
             argv_ptrs.as_ptr(),
@@ -148,6 +155,19 @@ pub fn spawn(
         return Err(exec_err(io::Error::from_raw_os_error(rc)));
     }
     Ok(pid as u32)
+}
+
+/// The first executable `program` in the colon-separated `path`; the bare name when none is,
+/// so that the spawn fails with the usual "No such file or directory".
+fn search_path(program: &str, path: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    path.split(':')
+        .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(program))
+        .find(|candidate| {
+            fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| PathBuf::from(program))
 }
 
 fn cstring(bytes: &[u8]) -> io::Result<CString> {

@@ -41,13 +41,7 @@ fn the_dump_lists_exactly_the_live_task_processes() {
     );
     let a = wait_pid_file(&sup.path("a.pids"));
     let b = wait_pid_file(&sup.path("b.pids"));
-    let mut want = vec![a as u64, b as u64];
-    want.sort();
-    assert!(
-        wait_for(LONG, || sup.dump_pids(DUMP) == want),
-        "dump {:?} vs live {want:?}",
-        sup.dump(DUMP)
-    );
+    sup.wait_dump_pids(DUMP, &[a, b]);
     let d = sup.dump(DUMP).unwrap();
     assert_eq!(d["version"], 1);
     assert_eq!(d["clean"], false);
@@ -82,9 +76,7 @@ fn the_dump_lists_exactly_the_live_task_processes() {
     // A restart reaches the dump soon (coalesced), well before the 1 s interval matters.
     unsafe { libc::kill(a, libc::SIGKILL) };
     let a2 = wait_for_value(LONG, || pids_in(&sup.path("a.pids")).get(1).copied()).unwrap();
-    let mut want = vec![a2 as u64, b as u64];
-    want.sort();
-    assert!(wait_for(LONG, || sup.dump_pids(DUMP) == want));
+    sup.wait_dump_pids(DUMP, &[a2, b]);
 
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));

@@ -124,6 +124,17 @@ impl Sup {
         v
     }
 
+    /// Waits until the dump at `rel` lists exactly `pids` (in any order); fails the test otherwise.
+    pub fn wait_dump_pids(&self, rel: &str, pids: &[i32]) {
+        let mut want: Vec<u64> = pids.iter().map(|p| *p as u64).collect();
+        want.sort();
+        assert!(
+            wait_for(LONG, || self.dump_pids(rel) == want),
+            "dump {:?} vs live {want:?}",
+            self.dump(rel)
+        );
+    }
+
     /// Live processes started under this test (supervisor and tasks), by marker.
     pub fn marked_pids(&self) -> Vec<i32> {
         self.spawner.pids()

@@ -125,13 +125,7 @@ fn a_full_dump_folder_keeps_the_old_dump_and_the_tasks() {
     };
     let a = wait_pid_file(&sup.path("a.pids"));
     let b = wait_pid_file(&sup.path("b.pids"));
-    let mut want = vec![a as u64, b as u64];
-    want.sort();
-    assert!(
-        wait_for(LONG, || sup.dump_pids(DUMP) == want),
-        "dump {:?}",
-        sup.dump(DUMP)
-    );
+    sup.wait_dump_pids(DUMP, &[a, b]);
     let before = std::fs::read(sup.path(DUMP)).unwrap();
 
     let filler = fs.fill();
@@ -192,13 +186,7 @@ fn a_full_dump_folder_keeps_the_old_dump_and_the_tasks() {
         sup.log()
     );
     let b2 = *pids_in(&sup.path("b.pids")).last().unwrap();
-    let mut want = vec![a2 as u64, b2 as u64];
-    want.sort();
-    assert!(
-        wait_for(LONG, || sup.dump_pids(DUMP) == want),
-        "dump {:?} vs {want:?}",
-        sup.dump(DUMP)
-    );
+    sup.wait_dump_pids(DUMP, &[a2, b2]);
     assert!(
         wait_for(LONG, || health()["checkpoint"]["last_error"].is_null()),
         "{}",

@@ -245,3 +245,20 @@ fn env_cwd_and_port_variable_reach_the_task() {
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));
 }
+
+#[test]
+fn a_bare_program_name_is_looked_up_in_the_tasks_own_path() {
+    let mut sup = Sup::new();
+    std::fs::create_dir(sup.path("tools")).unwrap();
+    let tool = sup.path("tools/mytool");
+    std::fs::write(&tool, "#!/bin/sh\necho $$ > tool.pid\nexec sleep 1000\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", sup.path("tools").display());
+    let task = serde_json::json!({"name": "t", "command": ["mytool"], "env": {"PATH": path}});
+    sup.start(&format!("[{task}]"), &[]);
+    let pid = wait_pid_file(&sup.path("tool.pid"));
+    assert!(pid_alive(pid));
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}
