@@ -4,7 +4,7 @@
 //! - `cli`: flags.
 //! - `startup`: read and validate the task list, take the dump lock, recover, build the core.
 //! - `daemon`: the event loop that owns the core and carries out its actions.
-//! - `spawn`: fork/exec of one task (own session, files, markers); port probes.
+//! - `spawn`: posix_spawn of one task (own session, files, markers); port probes.
 //! - `reaper`: the single `waitid` reaper.
 //! - `kill`: signalling groups of our own children, and pidfd-pinned strangers-proof signals.
 //! - `procfs`: start times, groups, environment markers from `/proc`.
