@@ -642,13 +642,7 @@ impl Core {
             if let Phase::Stopping { leader_gone, .. } = &mut t.phase {
                 *leader_gone = true;
             }
-            let generation = t.generation;
-            self.actions.push_back(Action::CheckGroup {
-                task: id,
-                generation,
-                name,
-                pgid: pid,
-            });
+            self.ask_group_check(id, pid);
             return;
         }
         // A run as long as `stable_after` ends yo-yo mode even when the death is handled before
@@ -817,7 +811,7 @@ impl Core {
                 ..
             } => {
                 let t = self.task(id);
-                let (name, generation) = (t.spec.name.clone(), t.generation);
+                let name = t.spec.name.clone();
                 let pgid = self.pgid(id);
                 if now >= deadline {
                     if !killed {
@@ -841,12 +835,7 @@ impl Core {
                     }
                 } else if leader_gone {
                     if let Some(pgid) = pgid {
-                        self.actions.push_back(Action::CheckGroup {
-                            task: id,
-                            generation,
-                            name,
-                            pgid,
-                        });
+                        self.ask_group_check(id, pgid);
                     }
                     self.set_timer(id, Some(deadline));
                 }
@@ -1229,6 +1218,18 @@ impl Core {
         }
     }
 
+    /// Asks the shell whether the task's process group (and escaped descendants) is empty.
+    fn ask_group_check(&mut self, id: TaskId, pgid: u32) {
+        let t = self.task(id);
+        let (generation, name) = (t.generation, t.spec.name.clone());
+        self.actions.push_back(Action::CheckGroup {
+            task: id,
+            generation,
+            name,
+            pgid,
+        });
+    }
+
     fn escalate(&mut self, now: Instant, id: TaskId) {
         let kill_timeout = self.policy.kill_timeout;
         let pgid = self.pgid(id);
@@ -1245,8 +1246,7 @@ impl Core {
             }
             *killed = true;
             *deadline = now + kill_timeout;
-            let (name, at, leader_gone, generation) =
-                (t.spec.name.clone(), *deadline, *leader_gone, t.generation);
+            let (name, at, leader_gone) = (t.spec.name.clone(), *deadline, *leader_gone);
             if let Some(pgid) = pgid {
                 self.actions.push_back(Action::Signal {
                     task: id,
@@ -1257,12 +1257,7 @@ impl Core {
                 if leader_gone {
                     // Nothing else would ask again before the kill deadline (the leader's exit,
                     // which triggers the check otherwise, has already happened).
-                    self.actions.push_back(Action::CheckGroup {
-                        task: id,
-                        generation,
-                        name,
-                        pgid,
-                    });
+                    self.ask_group_check(id, pgid);
                 }
             }
             self.set_timer(id, Some(at));
