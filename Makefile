@@ -27,9 +27,14 @@ test-deps:
 	fi
 	@command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
+# The benchmarks' task program is a cargo root of its own (no_std, outside the workspace).
+TASK := --manifest-path crates/bench-task/Cargo.toml
+
 test: test-deps
 	cargo fmt --all --check
+	cargo fmt $(TASK) --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy $(TASK) --target-dir target/bench-task --locked -- -D warnings
 	cargo nextest run --workspace --locked --no-fail-fast
 
 bench:

@@ -79,11 +79,6 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub supervisor: Option<PathBuf>,
 
-    /// Use the dynamically linked bench-task of target/release instead of building a statically
-    /// linked one (whose shorter start-up is closer to the supervisors' own share).
-    #[arg(long)]
-    pub dynamic_task: bool,
-
     /// Keep the temporary folders (logs, configs, records) for inspection.
     #[arg(long)]
     pub keep_dirs: bool,

@@ -88,42 +88,26 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The workspace binaries the harness runs.
+/// The binaries the harness runs.
 #[derive(Debug, Clone)]
 pub struct Bins {
     pub supervisor: PathBuf,
-    /// The task program (canonical path, as `/proc/PID/exe` shows it).
+    /// The task program (canonical path, as `/proc/PID/exe` shows it): the libc-free, static
+    /// build of `crates/bench-task` (see [`crate::task`]).
     pub bench_task: PathBuf,
-    /// True when `bench_task` is the statically linked build.
-    pub bench_task_static: bool,
     pub baseline: PathBuf,
     pub timeserver: Option<PathBuf>,
 }
 
-/// The target triple of the statically linked `bench-task` build.
-pub fn host_triple() -> String {
-    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
-}
-
-/// Where the harness builds the statically linked `bench-task` (its own target folder, so that
-/// its RUSTFLAGS never invalidate the workspace's build).
-pub fn static_target_dir(release_dir: &Path) -> PathBuf {
-    release_dir
-        .parent()
-        .unwrap_or(release_dir)
-        .join("bench-static")
-}
-
 impl Bins {
-    /// Next to the running `bench` binary (`target/release/`); the statically linked
-    /// `bench-task` from `target/bench-static/` when it was built and `dynamic_task` is false.
-    pub fn locate(dynamic_task: bool) -> Result<Bins> {
+    /// The workspace's binaries next to the running `bench` binary (`target/release/`);
+    /// `bench-task` from `target/bench-task/release/`.
+    pub fn locate() -> Result<Bins> {
         let exe = std::env::current_exe().context("cannot find the bench binary's own path")?;
         let dir = exe.parent().context("the bench binary has no folder")?;
         let supervisor = dir.join("supervisor");
-        let dynamic = dir.join("bench-task");
         let baseline = dir.join("bench-baseline");
-        for p in [&supervisor, &dynamic, &baseline] {
+        for p in [&supervisor, &baseline] {
             if !is_executable(p) {
                 bail!(
                     "{} is missing; build it with `cargo build --release -p bench -p supervisor`",
@@ -131,12 +115,14 @@ impl Bins {
                 );
             }
         }
-        let static_task = static_target_dir(dir)
-            .join(host_triple())
-            .join("release")
-            .join("bench-task");
-        let use_static = !dynamic_task && is_executable(&static_task);
-        let task = if use_static { static_task } else { dynamic };
+        let task = crate::task::binary();
+        if !is_executable(&task) {
+            bail!(
+                "{} is missing; build it with `cargo {}`",
+                task.display(),
+                crate::task::describe(&crate::task::build_command("cargo".as_ref()))
+            );
+        }
         let timeserver = Some(dir.join("timeserver"))
             .filter(|p| is_executable(p))
             .and_then(|p| p.canonicalize().ok());
@@ -145,7 +131,6 @@ impl Bins {
             bench_task: task
                 .canonicalize()
                 .context("cannot resolve bench-task's path")?,
-            bench_task_static: use_static,
             baseline,
             timeserver,
         })

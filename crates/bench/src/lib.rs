@@ -9,6 +9,7 @@
 //!   all below it by PID.
 //! - `procs`: `/proc` reading, pidfd signalling, resource sampling.
 //! - `records`: the start/end records `bench-task` appends.
+//! - `task`: building and finding `bench-task`, the task program (`crates/bench-task`).
 //! - `latency`, `scale`, `timeserver`, `api`: the measurements.
 //! - `stats`, `report`: medians and spreads, the table, the targets, the JSON.
 //!
@@ -33,4 +34,5 @@ pub mod records;
 pub mod report;
 pub mod scale;
 pub mod stats;
+pub mod task;
 pub mod timeserver;

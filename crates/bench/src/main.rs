@@ -52,25 +52,17 @@ fn run(args: &Args, run_id: &str) -> Result<()> {
     let wall = Instant::now();
     let cfg = args.config();
     if !args.no_build {
-        build(
-            cfg.kinds.contains(&Kind::Ours) && cfg.timeserver,
-            args.dynamic_task,
-        );
+        build(cfg.kinds.contains(&Kind::Ours) && cfg.timeserver);
     }
-    let mut bins = Bins::locate(args.dynamic_task)?;
+    let mut bins = Bins::locate()?;
     if let Some(p) = &args.supervisor {
         bins.supervisor = p
             .canonicalize()
             .with_context(|| format!("no supervisor at {}", p.display()))?;
     }
     eprintln!(
-        "bench: task program {} ({})",
-        bins.bench_task.display(),
-        if bins.bench_task_static {
-            "statically linked"
-        } else {
-            "dynamically linked"
-        }
+        "bench: task program {} (libc-free, statically linked)",
+        bins.bench_task.display()
     );
     let nofile = raise_nofile();
     eprintln!("bench: open-files limit {nofile}");
@@ -151,14 +143,7 @@ fn run(args: &Args, run_id: &str) -> Result<()> {
         restarts_per_series: cfg.restarts,
         series: cfg.series,
         kinds: cfg.kinds.clone(),
-        task_program: format!(
-            "bench-task, {} linked",
-            if ctx.bins.bench_task_static {
-                "statically"
-            } else {
-                "dynamically"
-            }
-        ),
+        task_program: "bench-task, libc-free and statically linked".into(),
         supervisor_binary: format!(
             "{} (built {} UTC)",
             ctx.bins.supervisor.display(),
@@ -588,50 +573,30 @@ fn print_and_write(
 
 /// Builds what the harness runs, when started through cargo (`CARGO` is set). A failed build is
 /// not fatal when an older binary exists; `Bins::locate` says what is missing.
-fn build(timeserver: bool, dynamic_task: bool) {
+fn build(timeserver: bool) {
     let Some(cargo) = std::env::var_os("CARGO") else {
         return;
     };
-    let release = std::env::current_exe()
-        .ok()
-        .and_then(|e| Some(e.parent()?.to_path_buf()));
-    let mut steps: Vec<(Vec<String>, bool)> = vec![(
-        args_of(
-            "build --release -p supervisor -p bench --bin supervisor --bin bench-task --bin bench-baseline",
-        ),
-        false,
+    let workspace = |line: &str| {
+        let mut cmd = Command::new(&cargo);
+        cmd.args(args_of(line));
+        cmd
+    };
+    let mut steps = vec![workspace(
+        "build --release -p supervisor -p bench --bin supervisor --bin bench-baseline",
     )];
     if timeserver {
-        steps.push((
-            args_of("build --release -p timeserver --bin timeserver"),
-            false,
-        ));
+        steps.push(workspace("build --release -p timeserver --bin timeserver"));
     }
-    if let (false, Some(release)) = (dynamic_task, release) {
-        // A statically linked task program: no dynamic loader in every restart measured.
-        let mut a = args_of("build --release -p bench --bin bench-task --target");
-        a.push(bench::kind::host_triple());
-        a.push("--target-dir".into());
-        a.push(
-            bench::kind::static_target_dir(&release)
-                .display()
-                .to_string(),
-        );
-        steps.push((a, true));
-    }
-    for (step, crt_static) in steps {
-        eprintln!("bench: cargo {}", step.join(" "));
-        let mut cmd = Command::new(&cargo);
-        cmd.args(&step);
-        if crt_static {
-            cmd.env_remove("CARGO_ENCODED_RUSTFLAGS")
-                .env("RUSTFLAGS", "-C target-feature=+crt-static");
-        }
+    // The task program: libc-free, a package of its own outside the workspace.
+    steps.push(bench::task::build_command(&cargo));
+    for mut cmd in steps {
+        let line = bench::task::describe(&cmd);
+        eprintln!("bench: cargo {line}");
         match cmd.status() {
             Ok(s) if s.success() => {}
             Ok(s) => eprintln!(
-                "bench: warning: cargo {} failed ({s}); using the binaries already built, if any",
-                step.join(" ")
+                "bench: warning: cargo {line} failed ({s}); using the binaries already built, if any"
             ),
             Err(e) => eprintln!("bench: warning: cannot run cargo: {e}"),
         }
