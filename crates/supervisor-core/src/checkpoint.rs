@@ -38,17 +38,18 @@ pub struct TaskRecord {
     pub boot_id: Option<String>,
 }
 
-/// The whole document.
+/// The whole document. `T` is how the task records are held: a list when read, or (in the
+/// writer) the list already encoded, so an unchanged list is not encoded again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Checkpoint {
+pub struct Checkpoint<T = Vec<TaskRecord>> {
     pub version: u32,
     pub supervisor: SupervisorIdentity,
     /// Wall-clock time of writing, milliseconds since the Unix epoch.
     pub written_at_ms: u64,
     /// True when written at a clean shutdown: nothing is left running.
     pub clean: bool,
-    pub tasks: Vec<TaskRecord>,
+    pub tasks: T,
 }
 
 /// Why a dump could not be used.

@@ -310,6 +310,8 @@ pub struct Core {
     next_generation: u64,
     checkpoint_due: Option<Instant>,
     checkpoint_in_flight: bool,
+    /// Moves on every change that can alter `checkpoint_records`.
+    changes: u64,
 }
 
 impl Core {
@@ -333,6 +335,7 @@ impl Core {
             next_generation: 0,
             checkpoint_due,
             checkpoint_in_flight: false,
+            changes: 0,
         }
     }
 
@@ -932,6 +935,12 @@ impl Core {
         self.ids().filter_map(|id| self.view(id)).collect()
     }
 
+    /// A counter that moves whenever `checkpoint_records` may have changed: equal counts mean
+    /// equal records, so the shell can reuse what it encoded last time.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// What the checkpoint must hold: every task that has a live process.
     pub fn checkpoint_records(&self) -> Vec<TaskRecord> {
         self.ids()
@@ -1059,6 +1068,7 @@ impl Core {
     }
 
     fn mark_dirty(&mut self, now: Instant) {
+        self.changes += 1;
         if self.policy.checkpoint_interval.is_some() {
             let soon = now + self.policy.checkpoint_coalesce;
             self.checkpoint_due = Some(self.checkpoint_due.map_or(soon, |d| d.min(soon)));

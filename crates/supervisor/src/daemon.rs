@@ -1,7 +1,8 @@
 //! The event loop: the one place that owns the [`Core`] and carries out its actions.
 //!
 //! ```text
-//!   SIGCHLD ──► reap (peek, clean up group, reap) ──► core.handle(Exited)
+//!   SIGCHLD ──► peek ──► core.handle(Exited) ──► spawn the replacement now
+//!                                           └──► clean up the dead group, reap
 //!   timers  ──► core.handle_timeout(now)
 //!   SIGTERM/SIGINT ──► core.shutdown(now, force on the second SIGINT)
 //!   SIGHUP  ──► reopen the log file
@@ -20,19 +21,29 @@ use crate::logging::LogTarget;
 use crate::metrics::Metrics;
 use crate::procfs;
 use crate::reaper;
-use crate::spawn::{self, INSTANCE_VAR, TASK_VAR};
+use crate::spawn::{self, GENERATION_VAR, INSTANCE_VAR, TASK_VAR};
+use serde_json::value::RawValue;
 use std::cell::{OnceCell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use supervisor_core::checkpoint::VERSION;
 use supervisor_core::{
     Action, BackoffReason, Checkpoint, Core, Event, ExitStatus, Input, Sig, SupervisorIdentity,
-    TaskState, parse_task,
+    TaskRecord, TaskState, parse_task,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc};
+
+/// A descendant of a task that left the task's process group and was reparented to us.
+#[derive(Debug, Clone, Copy)]
+struct Escapee {
+    pid: i32,
+    pgid: i32,
+    /// The generation of the task process it descends from (`TIMESERVICE_GENERATION`).
+    generation: Option<u64>,
+}
 
 /// Where and how to checkpoint.
 pub struct DumpConfig {
@@ -57,9 +68,14 @@ pub struct Daemon {
     started: Instant,
     last_checkpoint_ok: Option<Instant>,
     /// Escaped descendants by task, read from /proc at most once per loop turn.
-    escaped_index: OnceCell<HashMap<String, Vec<(i32, i32)>>>,
+    escaped_index: OnceCell<HashMap<String, Vec<Escapee>>>,
     /// Start times of live children, filled when a checkpoint first needs them.
     start_ticks: RefCell<HashMap<u32, u64>>,
+    /// The encoded checkpoint records and the core's change count they reflect.
+    encoded_records: Option<(u64, Box<RawValue>)>,
+    /// Actions taken out of the core while reaping, kept for the end of the loop turn: only
+    /// spawns are carried out at once.
+    deferred: VecDeque<Action>,
 }
 
 impl Daemon {
@@ -97,12 +113,14 @@ impl Daemon {
             last_checkpoint_ok: None,
             escaped_index: OnceCell::new(),
             start_ticks: RefCell::new(HashMap::new()),
+            encoded_records: None,
+            deferred: VecDeque::new(),
         })
     }
 
     /// Runs until every task is stopped after SIGTERM/SIGINT.
     pub async fn run(mut self) -> anyhow::Result<()> {
-        let mut sigchld = signal(SignalKind::child())?;
+        let children = reaper::ChildSignals::new()?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sighup = signal(SignalKind::hangup())?;
@@ -118,7 +136,13 @@ impl Daemon {
             let sleep_until = self.core.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
-                _ = sigchld.recv() => self.reap_all(),
+                r = children.recv() => match r {
+                    Ok(()) => self.reap_all(),
+                    Err(e) => {
+                        // Cannot happen with a valid signalfd; reaping on a timer would hide it.
+                        anyhow::bail!("cannot read the SIGCHLD descriptor: {e}");
+                    }
+                },
                 _ = sigterm.recv() => {
                     tracing::info!("SIGTERM: stopping every task");
                     self.core.shutdown(Instant::now(), false);
@@ -155,7 +179,11 @@ impl Daemon {
         // Events keep their order among themselves.
         self.escaped_index = OnceCell::new();
         let mut events = Vec::new();
-        while let Some(action) = self.core.poll_action() {
+        while let Some(action) = self
+            .deferred
+            .pop_front()
+            .or_else(|| self.core.poll_action())
+        {
             match action {
                 Action::Event(e) => events.push(e),
                 other => self.execute(other),
@@ -188,7 +216,7 @@ impl Daemon {
                         return;
                     }
                 }
-                let input = match spawn::spawn(&spec, &argv, port, &self.instance) {
+                let input = match spawn::spawn(&spec, &argv, port, &self.instance, generation) {
                     Ok(pid) => {
                         // The start time is read when a checkpoint needs it, not here: an
                         // unreaped child keeps its /proc entry, and the spawn path stays short.
@@ -222,11 +250,11 @@ impl Daemon {
                     // A stopped (SIGSTOP) process only acts on TERM once continued.
                     let _ = kill::signal_group(pgid, libc::SIGCONT);
                 }
-                for (pid, pgid) in self.escaped(&name) {
-                    tracing::info!(task = %name, pid, "signalling a descendant that left the task's process group");
-                    let _ = kill::signal_group(pgid as u32, signo);
+                for e in self.escaped(&name) {
+                    tracing::info!(task = %name, pid = e.pid, "signalling a descendant that left the task's process group");
+                    let _ = kill::signal_group(e.pgid as u32, signo);
                     if sig == Sig::Term {
-                        let _ = kill::signal_group(pgid as u32, libc::SIGCONT);
+                        let _ = kill::signal_group(e.pgid as u32, libc::SIGCONT);
                     }
                 }
             }
@@ -252,9 +280,9 @@ impl Daemon {
     }
 
     /// Descendants of task `name` that left its process group (double fork + setsid) and were
-    /// reparented to us, the subreaper: (pid, pgid). They are our children, so their pids are
-    /// stable until we reap them.
-    fn escaped(&self, name: &str) -> Vec<(i32, i32)> {
+    /// reparented to us, the subreaper. They are our children, so their pids are stable until
+    /// we reap them.
+    fn escaped(&self, name: &str) -> Vec<Escapee> {
         self.escaped_index
             .get_or_init(|| self.build_escaped_index())
             .get(name)
@@ -262,43 +290,54 @@ impl Daemon {
             .unwrap_or_default()
     }
 
-    /// Task name → (pid, pgid) of its escaped descendants, from one read of our children list.
+    /// Task name → its escaped descendants, from one read of our children list.
     /// Built at most once per loop turn: a storm of 10 000 deaths must not read a list of
     /// 10 000 children 10 000 times.
-    fn build_escaped_index(&self) -> HashMap<String, Vec<(i32, i32)>> {
-        let mut index: HashMap<String, Vec<(i32, i32)>> = HashMap::new();
+    fn build_escaped_index(&self) -> HashMap<String, Vec<Escapee>> {
+        let mut index: HashMap<String, Vec<Escapee>> = HashMap::new();
         for pid in procfs::own_children() {
             if self.core.task_by_pid(pid as u32).is_some() {
                 continue;
             }
-            if procfs::environ_var(pid, INSTANCE_VAR).as_deref() != Some(self.instance.as_str()) {
-                continue;
-            }
-            let Some(task) = procfs::environ_var(pid, TASK_VAR) else {
+            let Some(env) = procfs::environ(pid) else {
                 continue;
             };
+            if procfs::env_value(&env, INSTANCE_VAR).as_deref() != Some(self.instance.as_str()) {
+                continue;
+            }
+            let Some(task) = procfs::env_value(&env, TASK_VAR) else {
+                continue;
+            };
+            let generation = procfs::env_value(&env, GENERATION_VAR).and_then(|g| g.parse().ok());
             if let Some(s) = procfs::stat(pid).ok().filter(|s| !s.is_zombie()) {
-                index.entry(task).or_default().push((pid, s.pgid));
+                index.entry(task).or_default().push(Escapee {
+                    pid,
+                    pgid: s.pgid,
+                    generation,
+                });
             }
         }
         index
     }
 
     fn reap_all(&mut self) {
-        // Escaped descendants were reparented to us long before their leader died: the index
-        // from the start of this batch has them.
+        // Escaped descendants were reparented to us long before their leader died: one index
+        // for the whole batch has them.
         self.escaped_index = OnceCell::new();
+        let mut yielded = false;
         loop {
-            let pid = match reaper::peek() {
-                Ok(Some(pid)) => pid,
+            let dead = match reaper::peek() {
+                Ok(Some(dead)) => dead,
                 Ok(None) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "waitid failed");
                     return;
                 }
             };
+            let pid = dead.pid;
             let now = Instant::now();
             let mut port_taken = false;
+            let mut leader_of = None;
             if let Some(view) = self.core.task_by_pid(pid).and_then(|id| self.core.view(id)) {
                 if view.state == TaskState::Running {
                     let uptime = view
@@ -308,36 +347,63 @@ impl Daemon {
                         port_taken =
                             uptime < self.core.policy().min_uptime && !spawn::port_is_free(port);
                     }
-                    // The leader died on its own: what is left of its group belongs to a dead
-                    // instance and would hold its port. Safe: the unreaped leader pins the pgid.
-                    // Descendants that left the group (setsid) and were reparented to us go too,
-                    // as with systemd's control-group kill; otherwise every restart would add
-                    // another. They are our children, so their pids are pinned as well.
-                    let _ = kill::signal_group(pid, libc::SIGKILL);
-                    for (_, pgid) in self.escaped(&view.spec.name) {
-                        let _ = kill::signal_group(pgid as u32, libc::SIGKILL);
-                    }
+                    leader_of = Some((view.spec.name.clone(), view.generation));
                 }
             }
             self.start_ticks.get_mut().remove(&pid);
-            match reaper::reap(pid) {
-                Ok(r) => {
-                    let status = ExitStatus::from_wait_status(r.raw_status);
-                    self.core.handle(
-                        Instant::now(),
-                        Input::Exited {
-                            pid,
-                            status,
-                            port_taken,
-                        },
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(pid, error = %e, "waitpid failed");
-                    return;
+            self.core.handle(
+                now,
+                Input::Exited {
+                    pid,
+                    status: ExitStatus::from_wait_status(dead.raw_status),
+                    port_taken,
+                },
+            );
+            // The replacement first: the peek gave the core all it needs to decide, and the
+            // clean-up below does not change what it decided.
+            if self.spawn_now() && !yielded {
+                // The new process most likely sits on this CPU's run queue (we were blocked in
+                // its vfork), and it would wait there for all the bookkeeping below unless the
+                // CPU is handed over now. Once per batch: in a storm the other CPUs take over.
+                // SAFETY: sched_yield has no arguments and cannot fail on Linux.
+                unsafe { libc::sched_yield() };
+                yielded = true;
+            }
+            if let Some((name, generation)) = leader_of {
+                // The leader died on its own: what is left of its group belongs to a dead
+                // instance and would hold its port. Safe: the unreaped leader pins the pgid.
+                // Descendants that left the group (setsid) and were reparented to us go too,
+                // as with systemd's control-group kill; otherwise every restart would add
+                // another. They are our children, so their pids are pinned as well. The
+                // replacement may have escapees of its own by now: its generation is newer.
+                let _ = kill::signal_group(pid, libc::SIGKILL);
+                for e in self.escaped(&name) {
+                    if e.generation.is_none_or(|g| g <= generation) {
+                        let _ = kill::signal_group(e.pgid as u32, libc::SIGKILL);
+                    }
                 }
             }
+            if let Err(e) = reaper::reap(pid) {
+                tracing::error!(pid, error = %e, "waitpid failed");
+                return;
+            }
         }
+    }
+
+    /// Carries out the spawns the core wants now; every other action waits for the end of the
+    /// loop turn, in order (see [`Daemon::drain_actions`]). True when it tried to spawn.
+    fn spawn_now(&mut self) -> bool {
+        let mut spawned = false;
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Spawn { .. } => {
+                    self.execute(action);
+                    spawned = true;
+                }
+                other => self.deferred.push_back(other),
+            }
+        }
+        spawned
     }
 
     /// `/proc/PID/stat` start time of our live child `pid`, read once per process.
@@ -351,18 +417,8 @@ impl Daemon {
         Some(t)
     }
 
-    fn checkpoint_doc(&self, clean: bool) -> Checkpoint {
-        let mut tasks = if clean {
-            Vec::new()
-        } else {
-            self.core.checkpoint_records()
-        };
-        for t in &mut tasks {
-            t.boot_id = Some(self.identity.boot_id.clone());
-            if t.start_time.is_none() {
-                t.start_time = self.start_ticks_of(t.pid);
-            }
-        }
+    /// The checkpoint document around `tasks`, stamped now.
+    fn checkpoint_doc<T>(&self, clean: bool, tasks: T) -> Checkpoint<T> {
         Checkpoint {
             version: VERSION,
             supervisor: self.identity.clone(),
@@ -372,14 +428,43 @@ impl Daemon {
         }
     }
 
+    /// Encodes the checkpoint records of the live processes, unless the core reports no change
+    /// since the last time: an idle supervisor of 10 000 tasks then only restamps the document.
+    fn refresh_encoded_records(&mut self) -> serde_json::Result<()> {
+        let changes = self.core.changes();
+        if self
+            .encoded_records
+            .as_ref()
+            .is_some_and(|(seen, _)| *seen == changes)
+        {
+            return Ok(());
+        }
+        let mut tasks = self.core.checkpoint_records();
+        for t in &mut tasks {
+            t.boot_id = Some(self.identity.boot_id.clone());
+            if t.start_time.is_none() {
+                t.start_time = self.start_ticks_of(t.pid);
+            }
+        }
+        self.encoded_records = Some((changes, serde_json::value::to_raw_value(&tasks)?));
+        Ok(())
+    }
+
     fn checkpoint(&mut self) {
-        let doc = self.checkpoint_doc(false);
-        let submitted = match (&self.writer, serde_json::to_vec(&doc)) {
+        let encoded = self.refresh_encoded_records().and_then(|()| {
+            let tasks = self.encoded_records.as_ref().map(|(_, raw)| &**raw);
+            serde_json::to_vec(&self.checkpoint_doc(false, tasks))
+        });
+        let submitted = match (&self.writer, encoded) {
             (Some(w), Ok(mut bytes)) => {
                 bytes.push(b'\n');
                 w.submit(bytes)
             }
-            _ => false,
+            (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot encode the checkpoint");
+                false
+            }
+            (None, Ok(_)) => false,
         };
         if !submitted {
             self.core.checkpoint_written(Instant::now());
@@ -418,7 +503,7 @@ impl Daemon {
 
     fn write_final_checkpoint(&self) {
         let Some(d) = &self.dump else { return };
-        let doc = self.checkpoint_doc(true);
+        let doc = self.checkpoint_doc(true, Vec::<TaskRecord>::new());
         match serde_json::to_vec(&doc) {
             Ok(mut bytes) => {
                 bytes.push(b'\n');

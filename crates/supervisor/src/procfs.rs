@@ -80,13 +80,21 @@ pub fn all_pids() -> Vec<i32> {
         .collect()
 }
 
-/// The value of `var` in the *initial* environment of `pid` (what it was exec'd with).
-pub fn environ_var(pid: i32, var: &str) -> Option<String> {
-    let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let prefix = format!("{var}=");
+/// The *initial* environment of `pid` (what it was exec'd with): `KEY=VALUE\0...`.
+pub fn environ(pid: i32) -> Option<Vec<u8>> {
+    fs::read(format!("/proc/{pid}/environ")).ok()
+}
+
+/// The value of `var` in an environment read by [`environ`].
+pub fn env_value(env: &[u8], var: &str) -> Option<String> {
     env.split(|b| *b == 0)
-        .find(|kv| kv.starts_with(prefix.as_bytes()))
-        .map(|kv| String::from_utf8_lossy(&kv[prefix.len()..]).into_owned())
+        .find_map(|kv| kv.strip_prefix(var.as_bytes())?.strip_prefix(b"="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The value of `var` in the *initial* environment of `pid`.
+pub fn environ_var(pid: i32, var: &str) -> Option<String> {
+    env_value(&environ(pid)?, var)
 }
 
 /// Direct children of this process (all threads), from `/proc/self/task/*/children`.

@@ -11,7 +11,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -21,6 +21,9 @@ use supervisor_core::TaskSpec;
 pub const INSTANCE_VAR: &str = "TIMESERVICE_SUPERVISOR";
 /// Environment variable naming the task a process belongs to.
 pub const TASK_VAR: &str = "TIMESERVICE_TASK";
+/// Environment variable with the generation (the supervisor's count of starts) of the task's
+/// process: tells a dead instance's escaped descendants from the replacement's.
+pub const GENERATION_VAR: &str = "TIMESERVICE_GENERATION";
 
 /// `close_range(2)` flag: set close-on-exec instead of closing (Linux 5.11+).
 const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
@@ -81,6 +84,7 @@ pub fn spawn(
     argv: &[String],
     port: Option<u16>,
     instance: &str,
+    generation: u64,
 ) -> Result<u32, SpawnError> {
     let program = argv.first().ok_or_else(|| SpawnError::Exec {
         program: String::new(),
@@ -90,16 +94,16 @@ pub fn spawn(
         program: program.clone(),
         source,
     };
-    let stdin = match &spec.input {
-        Some(p) => OwnedFd::from(open_input(p)?),
-        None => dev_null().map_err(exec_err)?,
-    };
-    let stdout = open_output(spec.output.as_deref(), "output")?
-        .map_or_else(dev_null, Ok)
-        .map_err(exec_err)?;
-    let stderr = open_output(spec.error.as_deref(), "error")?
-        .map_or_else(dev_null, Ok)
-        .map_err(exec_err)?;
+    // Files named by the task are opened for every start (a rotated log gets a new file);
+    // `/dev/null` is one descriptor for all.
+    let stdin = spec
+        .input
+        .as_deref()
+        .map(open_input)
+        .transpose()?
+        .map(OwnedFd::from);
+    let stdout = open_output(spec.output.as_deref(), "output")?;
+    let stderr = open_output(spec.error.as_deref(), "error")?;
 
     let c_args: Vec<CString> = argv
         .iter()
@@ -113,14 +117,22 @@ pub fn spawn(
         }
         _ => c_args[0].clone(),
     };
-    let mut extra: Vec<(OsString, OsString)> =
-        spec.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
-    extra.push((INSTANCE_VAR.into(), instance.into()));
-    extra.push((TASK_VAR.into(), spec.name.as_str().into()));
+    let mut extra: Vec<(&OsStr, OsString)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (OsStr::new(k.as_str()), OsString::from(v)))
+        .collect();
+    extra.push((OsStr::new(INSTANCE_VAR), instance.into()));
+    extra.push((OsStr::new(TASK_VAR), spec.name.as_str().into()));
+    extra.push((OsStr::new(GENERATION_VAR), generation.to_string().into()));
     if let Some(p) = port {
-        extra.push(("PORT".into(), p.to_string().into()));
+        extra.push((OsStr::new("PORT"), p.to_string().into()));
     }
-    let c_env = environment(&extra).map_err(exec_err)?;
+    let extra_env: Vec<CString> = extra
+        .iter()
+        .map(|(k, v)| key_value(k, v))
+        .collect::<Result<_, _>>()
+        .map_err(exec_err)?;
     let cwd = spec
         .cwd
         .as_deref()
@@ -131,16 +143,28 @@ pub fn spawn(
     let mut argv_ptrs: Vec<*mut libc::c_char> =
         c_args.iter().map(|a| a.as_ptr().cast_mut()).collect();
     argv_ptrs.push(std::ptr::null_mut());
-    let mut env_ptrs: Vec<*mut libc::c_char> =
-        c_env.iter().map(|e| e.as_ptr().cast_mut()).collect();
-    env_ptrs.push(std::ptr::null_mut());
+    let env_ptrs = environment(&extra, &extra_env);
 
-    let actions = FileActions::new(&[(&stdin, 0), (&stdout, 1), (&stderr, 2)], cwd.as_ref())
-        .map_err(exec_err)?;
-    let attr = SpawnAttr::new().map_err(exec_err)?;
+    let null = dev_null().map_err(exec_err)?;
+    let fd_or_null = |f: &Option<OwnedFd>| f.as_ref().map_or(null, |f| f.as_raw_fd());
+    let dups = [
+        (fd_or_null(&stdin), 0),
+        (fd_or_null(&stdout), 1),
+        (fd_or_null(&stderr), 2),
+    ];
+    // The common case (no files, no working directory) reuses one set of file actions.
+    let own_actions;
+    let actions = if dups.iter().all(|(fd, _)| *fd == null) && cwd.is_none() {
+        null_actions(null).map_err(exec_err)?
+    } else {
+        own_actions = FileActions::new(&dups, cwd.as_ref()).map_err(exec_err)?;
+        &own_actions
+    };
+    let attr = spawn_attr().map_err(exec_err)?;
     let mut pid: libc::pid_t = 0;
-    // SAFETY: every pointer is valid for the call: `c_program`/`c_args`/`c_env` own the strings the NULL-
-    // terminated pointer arrays point into, and `actions`/`attr` are initialised.
+    // SAFETY: every pointer is valid for the call: `c_program`/`c_args`/`extra_env` and the
+    // base environment own the strings the NULL-terminated pointer arrays point into, and
+    // `actions`/`attr` are initialised. posix_spawnp only reads the shared actions/attributes.
     let rc = unsafe {
         libc::posix_spawnp(
             &mut pid,
@@ -174,55 +198,88 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::other("contains a NUL byte"))
 }
 
-/// One `/dev/null`, opened once and duplicated onto 0, 1 or 2 as needed.
-fn dev_null() -> io::Result<OwnedFd> {
+/// One `/dev/null`, opened once (close-on-exec) and duplicated onto 0, 1 or 2 as needed.
+fn dev_null() -> io::Result<RawFd> {
     static NULL: OnceLock<Result<OwnedFd, String>> = OnceLock::new();
-    let fd = NULL
-        .get_or_init(|| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-                .map(OwnedFd::from)
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| io::Error::other(format!("cannot open /dev/null: {e}")))?;
-    fd.try_clone()
+    NULL.get_or_init(|| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map(|fd| fd.as_raw_fd())
+    .map_err(|e| io::Error::other(format!("cannot open /dev/null: {e}")))
 }
 
-/// The supervisor's environment at start, plus `extra` (which wins), as `KEY=VALUE` strings.
-fn environment(extra: &[(OsString, OsString)]) -> io::Result<Vec<CString>> {
-    static BASE: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
-    let base = BASE.get_or_init(|| std::env::vars_os().collect());
-    let overridden = |k: &OsStr| extra.iter().any(|(e, _)| e == k);
+/// The file actions of a task without files or working directory: `/dev/null` onto 0–2.
+fn null_actions(null: RawFd) -> io::Result<&'static FileActions> {
+    static ACTIONS: OnceLock<Result<FileActions, String>> = OnceLock::new();
+    ACTIONS
+        .get_or_init(|| {
+            FileActions::new(&[(null, 0), (null, 1), (null, 2)], None).map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| io::Error::other(e.clone()))
+}
+
+/// The spawn attributes, the same for every task.
+fn spawn_attr() -> io::Result<&'static SpawnAttr> {
+    static ATTR: OnceLock<Result<SpawnAttr, String>> = OnceLock::new();
+    ATTR.get_or_init(|| SpawnAttr::new().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| io::Error::other(e.clone()))
+}
+
+fn key_value(k: &OsStr, v: &OsStr) -> io::Result<CString> {
+    let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
+    kv.extend_from_slice(k.as_bytes());
+    kv.push(b'=');
+    kv.extend_from_slice(v.as_bytes());
+    cstring(&kv)
+}
+
+/// The `envp` array: the supervisor's environment at start (converted once), without the
+/// variables that `extra` sets, then `extra_env` (the same variables as `KEY=VALUE` strings).
+/// The pointers are valid while `extra_env` lives.
+fn environment(extra: &[(&OsStr, OsString)], extra_env: &[CString]) -> Vec<*mut libc::c_char> {
+    // Key and `KEY=VALUE` of every variable; one with a NUL byte cannot be passed on and is left out.
+    static BASE: OnceLock<Vec<(OsString, CString)>> = OnceLock::new();
+    let base = BASE.get_or_init(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.clone(), key_value(&k, &v).ok()?)))
+            .collect()
+    });
+    let overridden = |k: &OsStr| extra.iter().any(|(e, _)| *e == k);
     base.iter()
         .filter(|(k, _)| !overridden(k))
-        .chain(extra.iter())
-        .map(|(k, v)| {
-            let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
-            kv.extend_from_slice(k.as_bytes());
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            cstring(&kv)
-        })
+        .map(|(_, kv)| kv)
+        .chain(extra_env)
+        .map(|kv| kv.as_ptr().cast_mut())
+        .chain(std::iter::once(std::ptr::null_mut()))
         .collect()
 }
 
 /// `posix_spawn_file_actions_t`: stdio onto 0–2, then the working directory.
 struct FileActions(libc::posix_spawn_file_actions_t);
 
+// SAFETY: after `new` the actions are only read (posix_spawn takes them by const pointer), so
+// sharing one set between threads, or moving it, cannot race.
+unsafe impl Send for FileActions {}
+// SAFETY: see above.
+unsafe impl Sync for FileActions {}
+
 impl FileActions {
-    fn new(dups: &[(&OwnedFd, i32)], cwd: Option<&CString>) -> io::Result<FileActions> {
+    fn new(dups: &[(RawFd, i32)], cwd: Option<&CString>) -> io::Result<FileActions> {
         // SAFETY: zeroed storage is initialised by posix_spawn_file_actions_init before use.
         let mut fa = FileActions(unsafe { std::mem::zeroed() });
         check(unsafe { libc::posix_spawn_file_actions_init(&mut fa.0) })?;
         for (fd, target) in dups {
             // SAFETY: initialised actions, valid descriptor numbers. dup2 onto 0–2 clears
             // close-on-exec on the copy; the originals (close-on-exec) vanish at exec.
-            check(unsafe {
-                libc::posix_spawn_file_actions_adddup2(&mut fa.0, fd.as_raw_fd(), *target)
-            })?;
+            check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut fa.0, *fd, *target) })?;
         }
         if let Some(dir) = cwd {
             // SAFETY: initialised actions; glibc copies the path.
@@ -239,13 +296,19 @@ impl Drop for FileActions {
     }
 }
 
+const _: () = assert!(
+    std::mem::size_of::<libc::sigset_t>() >= 8 && std::mem::align_of::<libc::sigset_t>() >= 8
+);
+
 /// `posix_spawnattr_t`: a new session, an empty signal mask, every signal at its default.
 struct SpawnAttr(libc::posix_spawnattr_t);
 
 impl SpawnAttr {
     fn new() -> io::Result<SpawnAttr> {
         // SAFETY: zeroed storage is initialised by posix_spawnattr_init before use; the signal
-        // sets are initialised by sigemptyset before being filled.
+        // sets are initialised by sigemptyset before being filled; a sigset_t is an array of
+        // (8-byte aligned) unsigned longs of at least 64 bits (asserted below), so writing its
+        // first u64 stays inside it.
         unsafe {
             let mut a = SpawnAttr(std::mem::zeroed());
             check(libc::posix_spawnattr_init(&mut a.0))?;
@@ -256,14 +319,16 @@ impl SpawnAttr {
             libc::sigemptyset(&mut empty);
             check(libc::posix_spawnattr_setsigmask(&mut a.0, &empty))?;
             // Signals the supervisor ignores (Rust ignores SIGPIPE; `nohup` ignores SIGHUP) would
-            // stay ignored across exec: give the task every default back.
+            // stay ignored across exec: give the task every default back, signals 1 to 64.
+            // The bits are set directly: glibc's sigaddset refuses its two internal real-time
+            // signals (32 and 33), which its posix_spawn child otherwise leaves at SIG_IGN for
+            // the program it execs.
             let mut defaults: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut defaults);
-            for sig in 1..32 {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::sigaddset(&mut defaults, sig);
-                }
-            }
+            let not_settable = (1u64 << (libc::SIGKILL - 1)) | (1u64 << (libc::SIGSTOP - 1));
+            // The first word of the set holds signals 1 to 64, signal n in bit n - 1.
+            let first_word = std::ptr::from_mut(&mut defaults).cast::<u64>();
+            first_word.write(!not_settable);
             check(libc::posix_spawnattr_setsigdefault(&mut a.0, &defaults))?;
             Ok(a)
         }

@@ -185,6 +185,8 @@ fn api_settings(args: &Args) -> Result<ApiSettings, String> {
 
 fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> anyhow::Result<()> {
     use anyhow::Context;
+    // Before any thread exists, so that every thread has it blocked (see reaper.rs).
+    crate::reaper::block_sigchld().context("cannot block SIGCHLD")?;
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) only sets a flag on this process.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         tracing::warn!(error = %std::io::Error::last_os_error(), "cannot become a child subreaper; escaped grandchildren will be reparented to init");

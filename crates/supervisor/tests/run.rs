@@ -127,6 +127,69 @@ fn sigterm_stops_every_task_and_double_forked_grandchildren() {
 }
 
 #[test]
+fn a_restart_kills_the_dead_instances_escapees_and_spares_the_replacements() {
+    // Every instance double-forks a daemon at once. When a leader dies, its daemon goes with it;
+    // the replacement (which is started first) may have forked its own daemon by the time the
+    // dead one's are cleaned up, and that one must live: TIMESERVICE_GENERATION tells them apart.
+    let mut sup = Sup::new();
+    let script = "setsid -f sh -c 'echo \"$$ $TIMESERVICE_GENERATION\" >> escapees; exec sleep 1000'; \
+                  echo \"$$ $TIMESERVICE_GENERATION\" >> leaders; exec sleep 1000";
+    sup.start(&list(&[sh_task("d", script)]), &["--min-uptime=200ms"]);
+    let lines = |file: &str, n: usize| -> Vec<(i32, u64)> {
+        wait_for_value(LONG, || {
+            let text = std::fs::read_to_string(sup.path(file)).ok()?;
+            let v: Vec<(i32, u64)> = text
+                .lines()
+                .map(|l| {
+                    let (pid, generation) = l.split_once(' ').unwrap();
+                    (pid.parse().unwrap(), generation.parse().unwrap())
+                })
+                .collect();
+            (v.len() >= n).then_some(v)
+        })
+        .unwrap_or_else(|| panic!("{file}: fewer than {n} lines; log: {}", sup.log()))
+    };
+    const ROUNDS: usize = 4;
+    for round in 1..=ROUNDS {
+        let leaders = lines("leaders", round);
+        lines("escapees", round);
+        // A second death within --min-uptime would be a quick one (yo-yo); these are not.
+        std::thread::sleep(Duration::from_millis(250));
+        unsafe { libc::kill(leaders[round - 1].0, libc::SIGKILL) };
+    }
+    let leaders = lines("leaders", ROUNDS + 1);
+    let escapees = lines("escapees", ROUNDS + 1);
+    let generations = |v: &[(i32, u64)]| v.iter().map(|(_, g)| *g).collect::<Vec<_>>();
+    assert_eq!(
+        generations(&leaders),
+        generations(&escapees),
+        "every escapee carries its leader's generation"
+    );
+    assert!(
+        generations(&leaders).windows(2).all(|w| w[0] < w[1]),
+        "generations grow: {leaders:?}"
+    );
+    let (last, older) = escapees.split_last().unwrap();
+    for (pid, generation) in older {
+        assert!(
+            wait_for(LONG, || !pid_alive(*pid)),
+            "the escapee {pid} of dead generation {generation} must be killed"
+        );
+    }
+    // Give a wrong clean-up time to happen, then check the live one is still there.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        pid_alive(last.0),
+        "the replacement's escapee {} must live; log: {}",
+        last.0,
+        sup.log()
+    );
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+    assert!(!pid_alive(last.0));
+}
+
+#[test]
 fn second_interrupt_kills_at_once() {
     let mut sup = Sup::new();
     sup.start(
@@ -242,6 +305,33 @@ fn env_cwd_and_port_variable_reach_the_task() {
         vec![0, 1, 2],
         "the task inherits only stdin, stdout, stderr"
     );
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}
+
+#[test]
+fn a_task_starts_with_no_signal_blocked_or_ignored() {
+    // The supervisor blocks SIGCHLD (it reads child deaths from a signalfd) and ignores SIGPIPE
+    // (Rust does); none of that may reach a task. `sigs.txt` is written by `grep`, a child of
+    // the task's shell, which passes its own mask and ignored set on.
+    let mut sup = Sup::new();
+    sup.start(
+        &list(&[sh_task(
+            "sigs",
+            "grep -E '^Sig(Blk|Ign)' /proc/self/status > sigs.tmp; mv sigs.tmp sigs.txt; exec sleep 1000",
+        )]),
+        &[],
+    );
+    let text = wait_for_value(LONG, || std::fs::read_to_string(sup.path("sigs.txt")).ok()).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    for line in text.lines() {
+        let mask = line.split_whitespace().nth(1).unwrap();
+        assert_eq!(
+            u64::from_str_radix(mask, 16).unwrap(),
+            0,
+            "no signal blocked or ignored: {text}"
+        );
+    }
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));
 }

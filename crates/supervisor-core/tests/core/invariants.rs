@@ -3,7 +3,7 @@
 use crate::sim::*;
 use proptest::prelude::*;
 use std::collections::{BTreeSet, HashSet};
-use supervisor_core::{Action, Event, ExitStatus, Input, Policy, TaskId, TaskState};
+use supervisor_core::{Action, Event, ExitStatus, Input, Policy, TaskId, TaskRecord, TaskState};
 
 const NAMES: [&str; 6] = ["n0", "n1", "n2", "n3", "n4", "n5"];
 
@@ -91,6 +91,8 @@ struct World {
     abandoned: HashSet<u32>,
     shutdown_at: Option<usize>,
     seen_actions: usize,
+    /// `changes()` and the checkpoint records at the last check.
+    last_records: Option<(u64, Vec<TaskRecord>)>,
 }
 
 impl World {
@@ -166,6 +168,15 @@ impl World {
             .map(|r| r.pid)
             .collect();
         prop_assert_eq!(recorded, pids.into_iter().collect::<BTreeSet<u32>>());
+        // The shell reuses the encoded records while `changes()` stands still.
+        let records = sim.core.checkpoint_records();
+        let changes = sim.core.changes();
+        if let Some((before, old)) = &self.last_records {
+            if *before == changes {
+                prop_assert_eq!(old, &records, "records changed without a change count");
+            }
+        }
+        self.last_records = Some((changes, records));
         if sim.core.is_finished() {
             prop_assert!(views.iter().all(|v| v.state == TaskState::Stopped));
         }
@@ -317,7 +328,7 @@ proptest! {
             spawn_burst: 3.0,
             ..policy()
         };
-        let mut w = World { sim: Sim::with_seed(p, Some("7000-7004"), seed), abandoned: HashSet::new(), shutdown_at: None, seen_actions: 0 };
+        let mut w = World { sim: Sim::with_seed(p, Some("7000-7004"), seed), abandoned: HashSet::new(), shutdown_at: None, seen_actions: 0, last_records: None };
         for n in &NAMES[..3] {
             w.sim.add(n, true);
         }
