@@ -192,6 +192,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         tracing::warn!(error = %std::io::Error::last_os_error(), "cannot become a child subreaper; escaped grandchildren will be reparented to init");
     }
     raise_fd_limit();
+    keep_large_buffers_out_of_the_heap();
     crate::spawn::cloexec_inherited_fds();
     let boot_id = procfs::boot_id().context("cannot read the boot id")?;
     let my_start = checkpoint_io::own_start_ticks();
@@ -308,6 +309,18 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
             .context("cannot start the checkpoint writer")?;
         daemon.run().await
     })
+}
+
+/// Checkpoint documents and API answers of 10 000 tasks are buffers of a few MB, made and freed
+/// every few seconds. glibc raises its mmap threshold after the first such buffer is freed, and
+/// from then on they come from the heap, whose pages stay resident: a fixed threshold of 1 MiB
+/// keeps them mmapped, so they go back to the system when freed (about 3 MB of RSS at 10 000).
+fn keep_large_buffers_out_of_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes an allocator setting; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// 10 000 tasks need more than the usual 1 024 descriptors at peaks (spawning, pidfds in
