@@ -10,10 +10,12 @@
 //!                 │
 //!   core.poll_action() ──► spawn / signal / check group / checkpoint / log event
 //! ```
-//! Everything runs on one thread; the checkpoint writer is the only helper thread.
+//! The core lives on this one thread. Two helper threads never touch it: the checkpoint writer
+//! (write, fsync, rename) and the HTTP API, which gets a [`Snapshot`] of the state and encodes
+//! it there.
 use crate::checkpoint_io::{self, WriteResult, Writer};
 use crate::control::{
-    ApiError, CheckpointHealth, Clock, Counts, Envelope, Health, Reply, Request, TaskJson,
+    ApiError, CheckpointHealth, Clock, Envelope, Reply, Request, Snapshot, TaskJson,
 };
 use crate::events::{event_json, log_event};
 use crate::kill;
@@ -30,8 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use supervisor_core::checkpoint::VERSION;
 use supervisor_core::{
-    Action, BackoffReason, Checkpoint, Core, Event, ExitStatus, Input, Sig, SupervisorIdentity,
-    TaskRecord, TaskState, parse_task,
+    Action, Checkpoint, Core, Event, ExitStatus, Input, Sig, SupervisorIdentity, TaskRecord,
+    TaskState, parse_task,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc};
@@ -79,14 +81,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// `identity.instance` is the marker every task carries.
     pub fn new(
         core: Core,
-        instance: String,
         identity: SupervisorIdentity,
         log: LogTarget,
         dump: Option<DumpConfig>,
         control_rx: Option<mpsc::Receiver<Envelope>>,
         events_tx: broadcast::Sender<Arc<str>>,
+        metrics: Metrics,
     ) -> std::io::Result<Self> {
         let (writer, written_rx) = match &dump {
             Some(d) => {
@@ -97,7 +100,7 @@ impl Daemon {
         };
         Ok(Daemon {
             core,
-            instance,
+            instance: identity.instance.clone(),
             identity,
             log,
             dump,
@@ -107,7 +110,7 @@ impl Daemon {
             checkpoint_error_gate: None,
             control_rx,
             events_tx,
-            metrics: Metrics::default(),
+            metrics,
             clock: Clock::now(),
             started: Instant::now(),
             last_checkpoint_ok: None,
@@ -551,28 +554,11 @@ impl Daemon {
     fn answer(&mut self, request: Request) -> Reply {
         let now = Instant::now();
         let result = match request {
-            Request::Health => return Reply::Health(Box::new(self.health(now))),
-            Request::ListTasks => {
-                let views = self.core.views();
-                return Reply::Tasks(
-                    views
-                        .iter()
-                        .map(|v| TaskJson::from_view(v, now, &self.clock))
-                        .collect(),
-                );
-            }
+            Request::Snapshot => return Reply::Snapshot(Box::new(self.snapshot(now))),
             Request::GetTask(name) => {
                 return self
                     .task_json(&name, now)
                     .map_or_else(Reply::Error, |t| Reply::Task(Box::new(t)));
-            }
-            Request::Metrics => {
-                return Reply::Metrics(self.metrics.render(
-                    &self.core.views(),
-                    now,
-                    &self.clock,
-                    self.started,
-                ));
             }
             Request::Start(name) => self.core.start(now, &name),
             Request::Stop(name) => self.core.stop(now, &name),
@@ -634,45 +620,15 @@ impl Daemon {
     }
 
     /// `GET /health`: ok unless a task is in yo-yo mode or cannot be started, or checkpoints fail.
-    pub fn health(&self, now: Instant) -> Health {
-        let views = self.core.views();
-        let mut reasons = Vec::new();
-        for v in &views {
-            if v.yoyo_since.is_some() {
-                reasons.push(format!(
-                    "task {} is in yo-yo mode ({} quick deaths in a row)",
-                    v.spec.name, v.quick_deaths
-                ));
-            } else if v.backoff_reason == Some(BackoffReason::SpawnFailed) {
-                reasons.push(format!(
-                    "task {} cannot be started: {}",
-                    v.spec.name,
-                    v.last_error.as_deref().unwrap_or("unknown error")
-                ));
-            } else if v.backoff_reason == Some(BackoffReason::NoFreePort) {
-                reasons.push(format!("task {} is waiting for a free port", v.spec.name));
-            }
-        }
-        if let Some(e) = &self.last_checkpoint_error {
-            reasons.push(format!("checkpoint failing: {e}"));
-        }
-        if self.core.is_shutting_down() {
-            reasons.push("shutting down".into());
-        }
-        let more = reasons.len().saturating_sub(20);
-        reasons.truncate(20);
-        if more > 0 {
-            reasons.push(format!("and {more} more"));
-        }
-        Health {
-            status: if reasons.is_empty() { "ok" } else { "degraded" },
-            reasons,
-            pid: std::process::id(),
+    /// The state the read-only requests need; the API thread does the rest.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        Snapshot {
+            views: self.core.views(),
+            now,
+            clock: self.clock,
+            started: self.started,
             instance: self.instance.clone(),
-            version: env!("CARGO_PKG_VERSION"),
-            uptime_secs: now.saturating_duration_since(self.started).as_secs_f64(),
             shutting_down: self.core.is_shutting_down(),
-            tasks: Counts::of(&views),
             checkpoint: CheckpointHealth {
                 enabled: self.dump.is_some(),
                 path: self.dump.as_ref().map(|d| d.path.display().to_string()),

@@ -33,11 +33,11 @@ pub async fn run(
         tokio::select! {
             _ = tick.tick() => {
                 let (tx, rx) = oneshot::channel();
-                if control.send(Envelope { request: Request::Health, reply: tx }).await.is_err() {
+                if control.send(Envelope { request: Request::Snapshot, reply: tx }).await.is_err() {
                     return;
                 }
-                if let Ok(Reply::Health(h)) = rx.await {
-                    heartbeat = Some(serde_json::json!({"type": "heartbeat", "health": h}).to_string());
+                if let Ok(Reply::Snapshot(snap)) = rx.await {
+                    heartbeat = Some(serde_json::json!({"type": "heartbeat", "health": snap.health()}).to_string());
                 }
             }
             ev = events.recv() => match ev {

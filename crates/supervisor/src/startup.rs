@@ -8,6 +8,7 @@ use crate::checkpoint_io::{self, DumpLock, DumpRead};
 use crate::cli::{Args, DEFAULT_LISTEN, Listen};
 use crate::daemon::{Daemon, DumpConfig};
 use crate::logging::LogTarget;
+use crate::metrics::Metrics;
 use crate::report;
 use crate::{procfs, recovery};
 use servicekit::http_client::Url;
@@ -287,25 +288,36 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         .context("cannot start the async runtime")?;
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(256);
     let (events_tx, _) = tokio::sync::broadcast::channel(4096);
-    rt.block_on(async {
-        if let Some(addr) = api.listen {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => {
-                    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.to_string());
-                    tracing::info!(addr = %local, auth = api.token.is_some(), "API listening: dashboard at http://{local}/");
-                    let state = ApiState { control: control_tx.clone(), events: events_tx.clone(), token: api.token.clone() };
-                    tokio::spawn(api::serve(listener, state));
-                }
-                Err(e) if api.explicit => anyhow::bail!("cannot listen on {addr} for the API: {e}"),
-                Err(e) => tracing::warn!(addr = %addr, error = %e, "cannot listen on the default API address; running without the API (use --listen)"),
+    let metrics = Metrics::default();
+    if let Some(addr) = api.listen {
+        match std::net::TcpListener::bind(addr) {
+            Ok(listener) => {
+                let local = listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|_| addr.to_string());
+                let state = ApiState {
+                    control: control_tx.clone(),
+                    events: events_tx.clone(),
+                    token: api.token.clone(),
+                    metrics: metrics.clone(),
+                };
+                api::spawn_server(listener, state).context("cannot start the API thread")?;
+                tracing::info!(addr = %local, auth = api.token.is_some(), "API listening: dashboard at http://{local}/");
+            }
+            Err(e) if api.explicit => anyhow::bail!("cannot listen on {addr} for the API: {e}"),
+            Err(e) => {
+                tracing::warn!(addr = %addr, error = %e, "cannot listen on the default API address; running without the API (use --listen)")
             }
         }
+    }
+    rt.block_on(async {
         if let Some(url) = api.report {
             tracing::info!(url = %format!("http://{}{}", url.authority, url.path), every = ?args.report_interval, "reporting upstream");
             tokio::spawn(report::run(url, args.report_interval, control_tx.clone(), events_tx.subscribe()));
         }
         drop(control_tx);
-        let daemon = Daemon::new(core, instance, identity, log, dump, Some(control_rx), events_tx)
+        let daemon = Daemon::new(core, identity, log, dump, Some(control_rx), events_tx, metrics)
             .context("cannot start the checkpoint writer")?;
         daemon.run().await
     })

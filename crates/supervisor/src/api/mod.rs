@@ -12,11 +12,14 @@
 //! | `GET /events` | Server-Sent Events: one `data:` JSON object per task event |
 //!
 //! Handlers hold no state of their own: each request becomes a [`Request`] to the event loop.
+//! The server runs on a thread of its own ([`spawn_server`]): encoding 10 000 tasks as JSON or
+//! metrics text happens there, not on the loop that restarts tasks.
 //! With a token (`--api-token-file`), every request but `GET /health` must carry
 //! `Authorization: Bearer TOKEN` (or `?token=TOKEN`, for the browser's EventSource).
 mod auth;
 
-use crate::control::{ApiError, Envelope, Reply, Request};
+use crate::control::{ApiError, Envelope, Reply, Request, Snapshot};
+use crate::metrics::Metrics;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -40,6 +43,8 @@ pub struct ApiState {
     /// Task events, already encoded as JSON.
     pub events: broadcast::Sender<Arc<str>>,
     pub token: Option<Token>,
+    /// The supervisor's life-long counters (shared with the loop, which counts into them).
+    pub metrics: Metrics,
 }
 
 /// The router with every endpoint.
@@ -61,11 +66,27 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until the runtime stops.
-pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
-    if let Err(e) = axum::serve(listener, router(state)).await {
-        tracing::error!(error = %e, "the HTTP API stopped");
-    }
+/// Serves the API on `listener` from a thread of its own (with its own single-threaded runtime)
+/// until the process exits.
+pub fn spawn_server(listener: std::net::TcpListener, state: ApiState) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("api".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let served = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => axum::serve(l, router(state)).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the HTTP API stopped");
+                }
+            })
+        })?;
+    Ok(())
 }
 
 impl IntoResponse for ApiError {
@@ -103,18 +124,20 @@ async fn dashboard() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-store")], Html(DASHBOARD))
 }
 
-async fn health(State(s): State<ApiState>) -> Result<Response, ApiError> {
-    match ask(&s, Request::Health).await? {
-        Reply::Health(h) => Ok(Json(h).into_response()),
+/// The loop's snapshot for the read-only endpoints (see [`Snapshot`]).
+async fn snapshot(s: &ApiState) -> Result<Box<Snapshot>, ApiError> {
+    match ask(s, Request::Snapshot).await? {
+        Reply::Snapshot(snap) => Ok(snap),
         _ => Err(unexpected()),
     }
 }
 
+async fn health(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(Json(snapshot(&s).await?.health()).into_response())
+}
+
 async fn list_tasks(State(s): State<ApiState>) -> Result<Response, ApiError> {
-    match ask(&s, Request::ListTasks).await? {
-        Reply::Tasks(t) => Ok(Json(t).into_response()),
-        _ => Err(unexpected()),
-    }
+    Ok(Json(snapshot(&s).await?.tasks()).into_response())
 }
 
 async fn get_task(
@@ -176,12 +199,11 @@ async fn control_task(
 }
 
 async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
-    match ask(&s, Request::Metrics).await? {
-        Reply::Metrics(text) => {
-            Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
-        }
-        _ => Err(unexpected()),
-    }
+    let snap = snapshot(&s).await?;
+    let text = s
+        .metrics
+        .render(&snap.views, snap.now, &snap.clock, snap.started);
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 async fn events(
