@@ -914,7 +914,6 @@ impl Core {
             id,
             spec: t.spec.clone(),
             state: t.state(),
-            argv: t.spec.argv_for_port(t.port),
             pid: t.pid,
             start_ticks: t.start_ticks,
             port: t.port,

@@ -200,8 +200,6 @@ pub struct TaskView {
     pub id: TaskId,
     pub spec: Arc<TaskSpec>,
     pub state: TaskState,
-    /// argv as last run (placeholders replaced).
-    pub argv: Vec<String>,
     pub pid: Option<u32>,
     pub start_ticks: Option<u64>,
     pub port: Option<u16>,
@@ -214,4 +212,12 @@ pub struct TaskView {
     pub retry_at: Option<Instant>,
     pub yoyo_since: Option<Instant>,
     pub quick_deaths: u32,
+}
+
+impl TaskView {
+    /// argv as last run (placeholders replaced). Built on demand: a snapshot of 10 000 views
+    /// should not copy 10 000 command lines.
+    pub fn argv(&self) -> Vec<String> {
+        self.spec.argv_for_port(self.port)
+    }
 }

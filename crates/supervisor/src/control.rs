@@ -254,7 +254,7 @@ impl TaskJson {
         TaskJson {
             name: v.spec.name.clone(),
             state: v.state,
-            argv: v.argv.clone(),
+            argv: v.argv(),
             pid: v.pid,
             port: v.port,
             generation: v.generation,

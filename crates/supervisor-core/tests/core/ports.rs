@@ -17,9 +17,9 @@ fn each_restart_gets_the_next_port_round_robin() {
     }
     assert_eq!(got, [8000, 8001, 8002, 8003, 8000, 8001]);
     assert!(
-        sim.view("w").argv.contains(&"--port=8001".to_string()),
+        sim.view("w").argv().contains(&"--port=8001".to_string()),
         "{:?}",
-        sim.view("w").argv
+        sim.view("w").argv()
     );
 }
 
