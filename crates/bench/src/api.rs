@@ -1,9 +1,12 @@
-//! A minimal HTTP/1.1 client for 127.0.0.1 (no dependency needed for one GET), free ports, and
-//! the `GET /tasks` measurement of our supervisor's API.
+//! A minimal HTTP/1.1 client for 127.0.0.1 (no dependency needed for one GET), free ports, the
+//! `GET /tasks` measurement of our supervisor's API, and a client that reads one path back to
+//! back (the load of the "restart under API load" row).
 use crate::stats::Summary;
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A port that nothing listens on right now.
@@ -67,6 +70,50 @@ pub fn tasks_latency(port: u16, reps: usize) -> Result<Summary> {
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     Summary::of(&ms).context("no samples")
+}
+
+/// What one [`hammer`] client did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Hammered {
+    pub path: String,
+    /// Requests answered 200.
+    pub ok: u64,
+    /// Requests that failed or were answered otherwise.
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Size of the last 200 response (headers and body), bytes.
+    pub last_bytes: usize,
+}
+
+impl Hammered {
+    fn error(&mut self, what: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(what);
+    }
+}
+
+/// GETs `path` from 127.0.0.1:`port` back to back (one connection per request, as [`get`]) until
+/// `stop` is set; the request under way when it is set is finished first.
+pub fn hammer(port: u16, path: &str, stop: &AtomicBool) -> Hammered {
+    let mut h = Hammered {
+        path: path.to_string(),
+        ..Hammered::default()
+    };
+    while !stop.load(Ordering::Relaxed) {
+        match get(port, path, Duration::from_secs(10)) {
+            Ok((200, len)) => {
+                h.ok += 1;
+                h.last_bytes = len;
+            }
+            Ok((code, _)) => h.error(format!("GET {path} answered {code}")),
+            Err(e) => {
+                h.error(format!("GET http://127.0.0.1:{port}{path}: {e:#}"));
+                // A refused connection fails at once: do not spin.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    h
 }
 
 #[cfg(test)]

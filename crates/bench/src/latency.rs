@@ -122,6 +122,20 @@ impl CaseResult {
     }
 }
 
+/// SIGKILLs the process behind `fd`; returns the moment of the kill (CLOCK_REALTIME ns, read
+/// just before the signal is sent), the death that case C measures from.
+pub fn sigkill_now(fd: &Pidfd) -> std::io::Result<u128> {
+    let at = launch::now_ns();
+    fd.signal(libc::SIGKILL)?;
+    Ok(at)
+}
+
+/// Milliseconds from `from_ns` to `to_ns` (CLOCK_REALTIME ns; negative if `to_ns` is earlier).
+pub fn ms_between(from_ns: u128, to_ns: u128) -> f64 {
+    // The difference first: an f64 holds today's ns since 1970 only to 256 ns.
+    (to_ns as i128 - from_ns as i128) as f64 / 1e6
+}
+
 const C_HOLD_MS: u64 = 1200;
 const C_HOLD_STEP_MS: u64 = 300;
 const B_RUN_MS: u64 = 2000;
@@ -221,7 +235,7 @@ pub fn series_run(ctx: &Ctx, kind: Kind, cases: &[Case], plan: Plan) -> Result<V
                 records::Kind::Start => {
                     if let Some(d) = t.death_ns.take() {
                         if !t.done {
-                            t.samples.push((r.ns as f64 - d as f64) / 1e6);
+                            t.samples.push(ms_between(d, r.ns));
                             if t.samples.len() >= plan.restarts {
                                 t.done = true;
                             }
@@ -249,9 +263,9 @@ pub fn series_run(ctx: &Ctx, kind: Kind, cases: &[Case], plan: Plan) -> Result<V
         {
             if let Some((_, started, Some(fd))) = &t.current {
                 if now_ns.saturating_sub(*started) >= t.hold_ns {
-                    t.death_ns = Some(launch::now_ns());
-                    fd.signal(libc::SIGKILL)
-                        .with_context(|| format!("cannot SIGKILL task {}", t.id))?;
+                    t.death_ns = Some(
+                        sigkill_now(fd).with_context(|| format!("cannot SIGKILL task {}", t.id))?,
+                    );
                     t.killed = true;
                     t.progress = Instant::now();
                 }
@@ -341,9 +355,7 @@ pub fn ours_first_restarts(ctx: &Ctx, plan: Plan) -> Result<CaseResult> {
                 for r in reader.poll()? {
                     match (r.kind, end) {
                         (records::Kind::End, _) => end = Some(r.ns),
-                        (records::Kind::Start, Some(e)) => {
-                            got = Some((r.ns as f64 - e as f64) / 1e6)
-                        }
+                        (records::Kind::Start, Some(e)) => got = Some(ms_between(e, r.ns)),
                         _ => {}
                     }
                 }
@@ -377,4 +389,16 @@ pub fn ours_first_restarts(ctx: &Ctx, plan: Plan) -> Result<CaseResult> {
         series,
         true,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milliseconds_between_realtime_stamps() {
+        let t = 1_764_000_000_123_456_789u128;
+        assert_eq!(ms_between(t, t + 250_001), 0.250001);
+        assert_eq!(ms_between(t + 1_000_000, t), -1.0);
+    }
 }

@@ -384,6 +384,7 @@ fn scale_phase(
             }
             for mut i in insts {
                 scale::api(&mut i, 20);
+                api_load_one(ctx, &mut i)?;
                 storm_one(ctx, &mut i, &plan, &mut results.errors)?;
                 done.push(scale::finish(i));
             }
@@ -414,6 +415,7 @@ fn scale_phase(
                     )?;
                 }
                 scale::api(&mut i, 20);
+                api_load_one(ctx, &mut i)?;
                 storm_one(ctx, &mut i, &plan, &mut results.errors)?;
                 done.push(scale::finish(i));
             }
@@ -478,6 +480,28 @@ fn storm_one(
     eprintln!("bench:   {}: storm (SIGKILL all {n})", k.name());
     if let Err(e) = scale::storm(ctx, i, plan.storm_timeout) {
         soft_error(errors, &format!("{} storm at N={n}", k.name()), e)?;
+    }
+    Ok(())
+}
+
+/// Ours at the API's N: restart latency with the API idle, then read back to back.
+fn api_load_one(ctx: &Ctx, i: &mut scale::Instance) -> Result<()> {
+    if i.result.kind != Kind::Ours || !i.measures_api() {
+        return Ok(());
+    }
+    eprintln!(
+        "bench:   ours: restart under API load ({k} SIGKILLs with the API idle, {k} while {} are read back to back)",
+        scale::API_LOAD_PATHS.join(" and "),
+        k = scale::API_LOAD_KILLS
+    );
+    scale::api_load(ctx, i, scale::API_LOAD_KILLS)?;
+    match (&i.result.api_load, &i.result.api_load_note) {
+        (Some(l), _) => eprintln!(
+            "bench:   ours: restart under API load: {}",
+            report::api_load_text(l)
+        ),
+        (None, Some(n)) => eprintln!("bench:   ours: restart under API load: {n}"),
+        (None, None) => {}
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 use crate::install::PeerInfo;
 use crate::kind::Kind;
 use crate::latency::{Case, CaseResult};
-use crate::scale::ScaleResult;
+use crate::scale::{ApiLoad, ScaleResult};
 use crate::stats::Summary;
 use crate::timeserver::TimeserverResult;
 use serde::Serialize;
@@ -199,6 +199,20 @@ impl Cell {
 
 fn spread(s: &Summary) -> String {
     format!("{} ({}–{})", num(s.median), num(s.p10), num(s.p90))
+}
+
+/// The cell of the "restart under API load" row:
+/// `median (p10–p90) under load; idle: median (p10–p90); N req/s`, with ` ⚠` when something
+/// fell short (the notes say what).
+pub fn api_load_text(l: &ApiLoad) -> String {
+    let part = |s: Option<&Summary>| s.map(spread).unwrap_or_else(|| "no sample".into());
+    format!(
+        "{} under load; idle: {}; {} req/s{}",
+        part(l.loaded_ms.as_ref()),
+        part(l.idle_ms.as_ref()),
+        num(l.requests_per_s),
+        if l.note.is_some() { " ⚠" } else { "" }
+    )
 }
 
 impl Results {
@@ -430,20 +444,33 @@ impl Results {
                     },
                 );
                 let api = self.scale_of(Kind::Ours, big);
+                // The rows that need the API: the same wording when it is off.
+                let api_cell = |value: Option<String>, note: Option<&String>| -> String {
+                    match (self.api_enabled, value, note) {
+                        (false, _, _) if self.api_available => "n/a (--no-api)".into(),
+                        (false, _, _) => "n/a (no API yet)".into(),
+                        (true, Some(v), _) => v,
+                        (true, None, Some(e)) => format!("error: {e}"),
+                        (true, None, None) => "not measured".into(),
+                    }
+                };
                 ours_only(
                     &mut out,
                     &format!("GET /tasks at N={big}, ms"),
-                    match (
-                        self.api_enabled,
-                        api.and_then(|s| s.api_tasks_ms.as_ref()),
+                    api_cell(
+                        api.and_then(|s| s.api_tasks_ms.as_ref()).map(spread),
                         api.and_then(|s| s.api_note.as_ref()),
-                    ) {
-                        (false, _, _) if self.api_available => "n/a (--no-api)".into(),
-                        (false, _, _) => "n/a (no API yet)".into(),
-                        (true, Some(s), _) => spread(s),
-                        (true, None, Some(e)) => format!("error: {e}"),
-                        (true, None, None) => "not measured".into(),
-                    },
+                    ),
+                );
+                ours_only(
+                    &mut out,
+                    &format!(
+                        "restart under API load at N={big} (GET /tasks + /metrics looped), ms"
+                    ),
+                    api_cell(
+                        api.and_then(|s| s.api_load.as_ref()).map(api_load_text),
+                        api.and_then(|s| s.api_load_note.as_ref()),
+                    ),
                 );
             }
             if let Some(t) = &self.timeserver {
@@ -610,6 +637,19 @@ impl Results {
                     );
                 }
             }
+            if let Some(n) = s
+                .api_load
+                .as_ref()
+                .and_then(|l| l.note.as_ref())
+                .or(s.api_load_note.as_ref())
+            {
+                let _ = writeln!(
+                    out,
+                    "- {} N={}: restart under API load: {n}",
+                    s.kind.name(),
+                    s.n
+                );
+            }
             if let Some(stop) = &s.stop {
                 if s.kind == Kind::Ours
                     && (stop.exit.as_deref() != Some("exit status: 0") || stop.swept > 0)
@@ -650,6 +690,111 @@ mod tests {
             "2.00× higher (runit)"
         );
         assert_eq!(ratio(None, &[(Kind::Runit, Some(2.0))]), "n/a");
+    }
+
+    fn load(note: Option<&str>) -> ApiLoad {
+        ApiLoad {
+            method: String::new(),
+            idle_samples_ms: vec![0.3, 0.2, 0.4],
+            idle_ms: Summary::of(&[0.3, 0.2, 0.4]),
+            loaded_samples_ms: vec![4.0, 1.0, 12.0],
+            loaded_ms: Summary::of(&[4.0, 1.0, 12.0]),
+            idle_victims: Vec::new(),
+            loaded_victims: Vec::new(),
+            clients: Vec::new(),
+            load_secs: 2.0,
+            requests_per_s: 96.5,
+            running_after: 100,
+            note: note.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn api_load_cell() {
+        assert_eq!(
+            api_load_text(&load(None)),
+            "4.00 (1.60–10.4) under load; idle: 0.300 (0.220–0.380); 96.5 req/s"
+        );
+        assert!(api_load_text(&load(Some("x"))).ends_with("req/s ⚠"));
+        let mut l = load(None);
+        l.loaded_ms = None;
+        l.requests_per_s = 0.0;
+        assert_eq!(
+            api_load_text(&l),
+            "no sample under load; idle: 0.300 (0.220–0.380); 0 req/s"
+        );
+    }
+
+    fn results(api_enabled: bool, api_available: bool, scale: ScaleResult) -> Results {
+        Results {
+            date_utc: String::new(),
+            command: String::new(),
+            quick: true,
+            machine: Machine {
+                cores: 2,
+                cpu: String::new(),
+                memory_gib: 1.0,
+                kernel: String::new(),
+                loadavg_at_start: String::new(),
+            },
+            sizes: vec![100],
+            idle_secs: 5.0,
+            restarts_per_series: 8,
+            series: 1,
+            kinds: vec![Kind::Ours],
+            task_program: String::new(),
+            supervisor_binary: String::new(),
+            peers: Vec::new(),
+            latency: Vec::new(),
+            scale: vec![scale],
+            errors: Vec::new(),
+            timeserver: None,
+            api_enabled,
+            api_available,
+            targets: Vec::new(),
+            wall_secs: 0.0,
+        }
+    }
+
+    /// The ours-only cell of the row whose label starts with `label`.
+    fn cell(table: &str, label: &str) -> String {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label}")))
+            .unwrap_or_else(|| panic!("no row {label:?} in\n{table}"));
+        line.split(" | ").nth(1).unwrap().to_string()
+    }
+
+    #[test]
+    fn api_load_row() {
+        let row = "restart under API load at N=100 (GET /tasks + /metrics looped), ms";
+        let empty = || ScaleResult::empty(Kind::Ours, 100, None);
+        // API off: the same wording as the GET /tasks row.
+        for (available, want) in [(true, "n/a (--no-api)"), (false, "n/a (no API yet)")] {
+            let t = results(false, available, empty()).table();
+            assert_eq!(cell(&t, row), want);
+            assert_eq!(cell(&t, "GET /tasks at N=100"), want);
+        }
+        let mut s = empty();
+        s.api_load = Some(load(None));
+        let t = results(true, true, s).table();
+        assert_eq!(cell(&t, row), api_load_text(&load(None)));
+        assert!(t.contains(&format!("| {row} |")));
+        let mut s = empty();
+        s.api_load_note = Some("the supervisor has no --listen".into());
+        let r = results(true, true, s);
+        assert_eq!(
+            cell(&r.table(), row),
+            "error: the supervisor has no --listen"
+        );
+        assert!(
+            r.notes_text()
+                .contains("restart under API load: the supervisor")
+        );
+        assert_eq!(
+            cell(&results(true, true, empty()).table(), row),
+            "not measured"
+        );
     }
 
     #[test]

@@ -8,16 +8,21 @@
 //!   thread) and, at the end, VmRSS (and PSS, which does not count shared pages N times).
 //! - **Storm**: SIGKILL every task at once (through pidfds opened beforehand), then the time
 //!   until every task has a new start record; tasks without one are lost.
-use crate::api;
+//! - **Restart under API load** (ours, at the largest N, with the API): SIGKILL → replacement's
+//!   start of one task at a time (as case C of the latency phase), first with the API idle, then
+//!   while two clients read `GET /tasks` and `GET /metrics` back to back (see [`api_load`]).
+use crate::api::{self, Hammered};
 use crate::interrupt;
 use crate::kind::Kind;
+use crate::latency;
 use crate::launch::{self, Ctx, OursOpts, Running, StopReport};
 use crate::procs::{self, Delta, Pidfd, Sample};
 use crate::records::{self, Latest, Reader};
 use crate::stats::Summary;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Waiting for tasks to start ends early after this long without a new one.
@@ -63,6 +68,31 @@ pub struct Checkpoint {
     pub main_thread_cpu_ms_per_checkpoint: Option<f64>,
 }
 
+/// Restart latency while the HTTP API is read continuously (ours only; see [`api_load`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiLoad {
+    pub method: String,
+    /// SIGKILL → the replacement's start, ms, with nothing reading the API, in kill order.
+    pub idle_samples_ms: Vec<f64>,
+    pub idle_ms: Option<Summary>,
+    /// The same, while the clients read the API back to back.
+    pub loaded_samples_ms: Vec<f64>,
+    pub loaded_ms: Option<Summary>,
+    /// The tasks killed, in order (distinct: every death is a first one, after a long run).
+    pub idle_victims: Vec<String>,
+    pub loaded_victims: Vec<String>,
+    /// One entry per client thread.
+    pub clients: Vec<Hammered>,
+    /// From the start of the clients to their end.
+    pub load_secs: f64,
+    /// Requests answered 200 per second, all clients together.
+    pub requests_per_s: f64,
+    /// Task processes alive after the measurement (must be N: the storm expects all running).
+    pub running_after: usize,
+    /// What fell short (a kill series cut off, request errors, tasks not running after).
+    pub note: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ScaleResult {
     pub kind: Kind,
@@ -75,6 +105,9 @@ pub struct ScaleResult {
     pub checkpoint: Option<Checkpoint>,
     pub api_tasks_ms: Option<Summary>,
     pub api_note: Option<String>,
+    pub api_load: Option<ApiLoad>,
+    /// Why [`ScaleResult::api_load`] is missing.
+    pub api_load_note: Option<String>,
     pub stop: Option<StopReport>,
 }
 
@@ -92,6 +125,8 @@ impl ScaleResult {
             checkpoint: None,
             api_tasks_ms: None,
             api_note: None,
+            api_load: None,
+            api_load_note: None,
             stop: None,
         }
     }
@@ -118,6 +153,11 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// True when the API rows are measured on this instance (ours, at the API's N).
+    pub fn measures_api(&self) -> bool {
+        self.api_at
+    }
+
     fn refresh(&mut self) -> Result<Vec<records::Record>> {
         let r = self.reader.poll()?;
         self.latest.add(&r);
@@ -407,6 +447,241 @@ pub fn api(inst: &mut Instance, reps: usize) {
     }
 }
 
+/// SIGKILLs per half of [`api_load`] (idle API, then under load).
+pub const API_LOAD_KILLS: usize = 20;
+/// The paths the load clients read, one client thread each.
+pub const API_LOAD_PATHS: [&str; 2] = ["/tasks", "/metrics"];
+/// Pause after a replacement's start before the next kill. Ours checkpoints a change 100 ms
+/// after it (its `checkpoint_coalesce`), and building the changed document holds its event loop
+/// for about 10 ms at 10 000 tasks: after a 50 ms pause every other kill fell into the previous
+/// restart's checkpoint (0.4 ms, then 10–15 ms, in turn, with the API idle). 200 ms keeps the
+/// checkpoint out of the samples, so the two halves differ by the API load only.
+const API_LOAD_SETTLE: Duration = Duration::from_millis(200);
+/// How long the clients run before the first kill under load.
+const API_LOAD_WARMUP: Duration = Duration::from_millis(300);
+/// A replacement that has not started after this long cuts the series off.
+const API_LOAD_RESTART_LIMIT: Duration = Duration::from_secs(10);
+
+/// `count` distinct ids spread evenly over `ids` sorted (all of them if there are fewer).
+pub fn pick_victims(ids: &[String], count: usize) -> Vec<String> {
+    let mut sorted: Vec<&String> = ids.iter().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let count = count.min(sorted.len());
+    (0..count)
+        .map(|j| sorted[j * sorted.len() / count].clone())
+        .collect()
+}
+
+/// Splits `victims` into two interleaved halves (every other one), so that both spread alike.
+pub fn halves(victims: &[String]) -> (Vec<String>, Vec<String>) {
+    let (a, b): (Vec<_>, Vec<_>) = victims.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    (
+        a.into_iter().map(|(_, v)| v.clone()).collect(),
+        b.into_iter().map(|(_, v)| v.clone()).collect(),
+    )
+}
+
+/// A pidfd of the running `bench-task` process of task `id` (from its latest start record).
+fn task_pidfd(ctx: &Ctx, inst: &Instance, id: &str) -> Result<Pidfd> {
+    let rec = inst
+        .latest
+        .starts
+        .get(id)
+        .with_context(|| format!("no start record of task {id}"))?;
+    let fd = Pidfd::open_now(rec.pid)
+        .with_context(|| format!("task {id} (pid {}) is not running", rec.pid))?;
+    if procs::exe(rec.pid).as_ref() != Some(&ctx.bins.bench_task) {
+        bail!("pid {} of task {id} is no longer bench-task", rec.pid);
+    }
+    Ok(fd)
+}
+
+/// Waits for a start record of `id` at or after `since_ns`; returns its time.
+fn wait_replacement(inst: &mut Instance, id: &str, since_ns: u128) -> Result<u128> {
+    let until = Instant::now() + API_LOAD_RESTART_LIMIT;
+    loop {
+        interrupt::check()?;
+        if let Some(r) = inst
+            .refresh()?
+            .into_iter()
+            .find(|r| r.kind == records::Kind::Start && r.id == id && r.ns >= since_ns)
+        {
+            return Ok(r.ns);
+        }
+        if !inst.run.alive() {
+            bail!(
+                "the supervisor exited; its log ends:\n{}",
+                inst.run.log_tail(10)
+            );
+        }
+        if Instant::now() > until {
+            bail!(
+                "task {id} not restarted within {:.0} s of its SIGKILL",
+                API_LOAD_RESTART_LIMIT.as_secs_f64()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// SIGKILLs `victims` one at a time, as case C of the latency phase: from the moment the
+/// harness sends SIGKILL to the replacement's start record, then [`API_LOAD_SETTLE`] before the
+/// next. Samples go to `out` as they come, so a series cut off keeps what it measured.
+fn kill_series(
+    ctx: &Ctx,
+    inst: &mut Instance,
+    victims: &[String],
+    out: &mut Vec<f64>,
+) -> Result<()> {
+    for id in victims {
+        interrupt::check()?;
+        inst.refresh()?;
+        let fd = task_pidfd(ctx, inst, id)?;
+        let death =
+            latency::sigkill_now(&fd).with_context(|| format!("cannot SIGKILL task {id}"))?;
+        let started = wait_replacement(inst, id, death)?;
+        out.push(latency::ms_between(death, started));
+        interrupt::sleep(API_LOAD_SETTLE)?;
+    }
+    Ok(())
+}
+
+/// Ours, at the N chosen for the API rows (when it runs the API): restart latency with the API
+/// idle, then while one client per path of [`API_LOAD_PATHS`] reads it back to back. `kills`
+/// distinct tasks per half. The tasks end up replaced and running (checked; the note says
+/// otherwise). Errors other than an interrupt become the row's note.
+pub fn api_load(ctx: &Ctx, inst: &mut Instance, kills: usize) -> Result<()> {
+    if !inst.api_at {
+        return Ok(());
+    }
+    let Some(port) = inst.run.api_port else {
+        inst.result.api_load_note = Some("the supervisor has no --listen".into());
+        return Ok(());
+    };
+    match measure_api_load(ctx, inst, port, kills) {
+        Ok(r) => inst.result.api_load = Some(r),
+        Err(e) => {
+            interrupt::check()?;
+            inst.result.api_load_note = Some(format!("{e:#}"));
+        }
+    }
+    Ok(())
+}
+
+fn measure_api_load(ctx: &Ctx, inst: &mut Instance, port: u16, kills: usize) -> Result<ApiLoad> {
+    // Every victim must have run longer than --min-uptime, so that its death is a first one.
+    wait_until_aged(inst)?;
+    let n = inst.result.n;
+    let ids: Vec<String> = inst.latest.starts.keys().cloned().collect();
+    let (idle_victims, loaded_victims) = halves(&pick_victims(&ids, 2 * kills));
+    if loaded_victims.is_empty() {
+        bail!("too few tasks ({}) to kill two distinct ones", ids.len());
+    }
+    let mut r = ApiLoad {
+        method: format!(
+            "SIGKILL of one running task at a time ({} distinct tasks per half), from the moment the harness sends it to the replacement's start record, {} ms between a start and the next kill; first with the API idle, then while {} clients (one per path: {}) GET back to back, one connection per request",
+            idle_victims.len(),
+            API_LOAD_SETTLE.as_millis(),
+            API_LOAD_PATHS.len(),
+            API_LOAD_PATHS.join(", ")
+        ),
+        idle_samples_ms: Vec::new(),
+        idle_ms: None,
+        loaded_samples_ms: Vec::new(),
+        loaded_ms: None,
+        idle_victims,
+        loaded_victims,
+        clients: Vec::new(),
+        load_secs: 0.0,
+        requests_per_s: 0.0,
+        running_after: 0,
+        note: None,
+    };
+    let mut notes = Vec::new();
+    if let Err(e) = kill_series(ctx, inst, &r.idle_victims, &mut r.idle_samples_ms) {
+        interrupt::check()?;
+        notes.push(format!("API idle: {e:#}"));
+    }
+
+    let stop = AtomicBool::new(false);
+    let t0 = Instant::now();
+    let (loaded, clients) = std::thread::scope(|s| {
+        let handles: Vec<_> = API_LOAD_PATHS
+            .iter()
+            .map(|&path| {
+                let stop = &stop;
+                (path, s.spawn(move || api::hammer(port, path, stop)))
+            })
+            .collect();
+        let loaded = interrupt::sleep(API_LOAD_WARMUP)
+            .and_then(|()| kill_series(ctx, inst, &r.loaded_victims, &mut r.loaded_samples_ms));
+        stop.store(true, Ordering::Relaxed);
+        let clients: Vec<Hammered> = handles
+            .into_iter()
+            .map(|(path, h)| {
+                h.join().unwrap_or_else(|_| Hammered {
+                    path: path.to_string(),
+                    first_error: Some("the client thread panicked".into()),
+                    ..Hammered::default()
+                })
+            })
+            .collect();
+        (loaded, clients)
+    });
+    r.load_secs = t0.elapsed().as_secs_f64();
+    if let Err(e) = loaded {
+        interrupt::check()?;
+        notes.push(format!("under load: {e:#}"));
+    }
+    let ok: u64 = clients.iter().map(|c| c.ok).sum();
+    r.requests_per_s = ok as f64 / r.load_secs.max(1e-9);
+    for c in clients.iter().filter(|c| c.errors > 0 || c.ok == 0) {
+        notes.push(format!(
+            "GET {}: {} answered 200, {} failed{}",
+            c.path,
+            c.ok,
+            c.errors,
+            c.first_error
+                .as_ref()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
+        ));
+    }
+    r.clients = clients;
+    r.idle_ms = Summary::of(&r.idle_samples_ms);
+    r.loaded_ms = Summary::of(&r.loaded_samples_ms);
+
+    // The storm that follows expects all N running: every victim replaced, nothing lost.
+    inst.refresh()?;
+    let not_running: Vec<&String> = r
+        .idle_victims
+        .iter()
+        .chain(&r.loaded_victims)
+        .filter(|id| task_pidfd(ctx, inst, id).is_err())
+        .collect();
+    if !not_running.is_empty() {
+        notes.push(format!(
+            "{} killed tasks not running again: {}",
+            not_running.len(),
+            not_running
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    r.running_after = inst.run.task_pids(&ctx.bins).len();
+    if r.running_after != n {
+        notes.push(format!(
+            "{} task processes alive afterwards, not {n}",
+            r.running_after
+        ));
+    }
+    r.note = (!notes.is_empty()).then(|| notes.join("; "));
+    Ok(r)
+}
+
 /// SIGKILLs every task of `inst` at once and waits until all are replaced.
 pub fn storm(ctx: &Ctx, inst: &mut Instance, timeout: Duration) -> Result<()> {
     wait_until_aged(inst)?;
@@ -473,6 +748,52 @@ pub fn finish(mut inst: Instance) -> ScaleResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("s{i}")).collect()
+    }
+
+    #[test]
+    fn victims_are_distinct_spread_and_bounded() {
+        let all = ids(10_000);
+        let v = pick_victims(&all, 40);
+        assert_eq!(v.len(), 40);
+        let mut d = v.clone();
+        d.sort();
+        d.dedup();
+        assert_eq!(d.len(), 40, "distinct");
+        assert!(v.iter().all(|x| all.contains(x)));
+        // Evenly spread over the sorted ids: the first one, then every 250th.
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(v[0], sorted[0]);
+        assert_eq!(v[1], sorted[250]);
+        assert_eq!(v[39], sorted[9750]);
+        // Fewer tasks than asked: all of them, once; duplicates in the input count once.
+        assert_eq!(pick_victims(&ids(3), 40).len(), 3);
+        let twice = ["a".to_string(), "a".to_string(), "b".to_string()];
+        assert_eq!(pick_victims(&twice, 5), vec!["a", "b"]);
+        assert!(pick_victims(&[], 4).is_empty());
+        assert!(pick_victims(&all, 0).is_empty());
+        // Deterministic, whatever the input order (a HashMap's keys).
+        let mut rev = all.clone();
+        rev.reverse();
+        assert_eq!(pick_victims(&rev, 40), v);
+    }
+
+    #[test]
+    fn halves_interleave_without_overlap() {
+        let v = pick_victims(&ids(100), 40);
+        let (a, b) = halves(&v);
+        assert_eq!((a.len(), b.len()), (20, 20));
+        assert!(a.iter().all(|x| !b.contains(x)));
+        assert_eq!(a[0], v[0]);
+        assert_eq!(b[0], v[1]);
+        let (a, b) = halves(&ids(3));
+        assert_eq!((a.len(), b.len()), (2, 1));
+        let (a, b) = halves(&ids(1));
+        assert_eq!((a.len(), b.len()), (1, 0));
+    }
 
     #[test]
     fn log_fields() {
