@@ -140,7 +140,7 @@ impl Daemon {
             tokio::select! {
                 biased;
                 r = children.recv() => match r {
-                    Ok(()) => self.reap_all(),
+                    Ok(hints) => self.reap_all(&hints),
                     Err(e) => {
                         // Cannot happen with a valid signalfd; reaping on a timer would hide it.
                         anyhow::bail!("cannot read the SIGCHLD descriptor: {e}");
@@ -323,11 +323,26 @@ impl Daemon {
         index
     }
 
-    fn reap_all(&mut self) {
+    /// Handles every child that has died. `hints`: pids named by the SIGCHLDs just read, looked
+    /// at first and directly (a scan of 10 000 children for the dead one costs milliseconds);
+    /// then a scan finds the deaths whose signals coalesced, and shows none is left.
+    fn reap_all(&mut self, hints: &[u32]) {
         // Escaped descendants were reparented to us long before their leader died: one index
         // for the whole batch has them.
         self.escaped_index = OnceCell::new();
         let mut yielded = false;
+        for &pid in hints {
+            match reaper::peek_pid(pid) {
+                Ok(Some(dead)) => {
+                    if !self.on_dead(dead, &mut yielded) {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                // ECHILD: already reaped, or not ours (the pid was only a hint).
+                Err(_) => {}
+            }
+        }
         loop {
             let dead = match reaper::peek() {
                 Ok(Some(dead)) => dead,
@@ -337,60 +352,70 @@ impl Daemon {
                     return;
                 }
             };
-            let pid = dead.pid;
-            let now = Instant::now();
-            let mut port_taken = false;
-            let mut leader_of = None;
-            if let Some(view) = self.core.task_by_pid(pid).and_then(|id| self.core.view(id)) {
-                if view.state == TaskState::Running {
-                    let uptime = view
-                        .started_at
-                        .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-                    if let Some(port) = view.port {
-                        port_taken =
-                            uptime < self.core.policy().min_uptime && !spawn::port_is_free(port);
-                    }
-                    leader_of = Some((view.spec.name.clone(), view.generation));
-                }
-            }
-            self.start_ticks.get_mut().remove(&pid);
-            self.core.handle(
-                now,
-                Input::Exited {
-                    pid,
-                    status: ExitStatus::from_wait_status(dead.raw_status),
-                    port_taken,
-                },
-            );
-            // The replacement first: the peek gave the core all it needs to decide, and the
-            // clean-up below does not change what it decided.
-            if self.spawn_now() && !yielded {
-                // The new process most likely sits on this CPU's run queue (we were blocked in
-                // its vfork), and it would wait there for all the bookkeeping below unless the
-                // CPU is handed over now. Once per batch: in a storm the other CPUs take over.
-                // SAFETY: sched_yield has no arguments and cannot fail on Linux.
-                unsafe { libc::sched_yield() };
-                yielded = true;
-            }
-            if let Some((name, generation)) = leader_of {
-                // The leader died on its own: what is left of its group belongs to a dead
-                // instance and would hold its port. Safe: the unreaped leader pins the pgid.
-                // Descendants that left the group (setsid) and were reparented to us go too,
-                // as with systemd's control-group kill; otherwise every restart would add
-                // another. They are our children, so their pids are pinned as well. The
-                // replacement may have escapees of its own by now: its generation is newer.
-                let _ = kill::signal_group(pid, libc::SIGKILL);
-                for e in self.escaped(&name) {
-                    if e.generation.is_none_or(|g| g <= generation) {
-                        let _ = kill::signal_group(e.pgid as u32, libc::SIGKILL);
-                    }
-                }
-            }
-            if let Err(e) = reaper::reap(pid) {
-                tracing::error!(pid, error = %e, "waitpid failed");
+            if !self.on_dead(dead, &mut yielded) {
                 return;
             }
         }
+    }
+
+    /// One dead, unreaped child: the core decides, the replacement is spawned, then what is
+    /// left of the dead instance goes and the child is reaped. False when it could not be
+    /// reaped (the caller stops: peeking again would find the same child).
+    fn on_dead(&mut self, dead: reaper::Reaped, yielded: &mut bool) -> bool {
+        let pid = dead.pid;
+        let now = Instant::now();
+        let mut port_taken = false;
+        let mut leader_of = None;
+        if let Some(view) = self.core.task_by_pid(pid).and_then(|id| self.core.view(id)) {
+            if view.state == TaskState::Running {
+                let uptime = view
+                    .started_at
+                    .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+                if let Some(port) = view.port {
+                    port_taken =
+                        uptime < self.core.policy().min_uptime && !spawn::port_is_free(port);
+                }
+                leader_of = Some((view.spec.name.clone(), view.generation));
+            }
+        }
+        self.start_ticks.get_mut().remove(&pid);
+        self.core.handle(
+            now,
+            Input::Exited {
+                pid,
+                status: ExitStatus::from_wait_status(dead.raw_status),
+                port_taken,
+            },
+        );
+        // The replacement first: the peek gave the core all it needs to decide, and the
+        // clean-up below does not change what it decided.
+        if self.spawn_now() && !*yielded {
+            // The new process most likely sits on this CPU's run queue (we were blocked in
+            // its vfork), and it would wait there for all the bookkeeping below unless the
+            // CPU is handed over now. Once per batch: in a storm the other CPUs take over.
+            // SAFETY: sched_yield has no arguments and cannot fail on Linux.
+            unsafe { libc::sched_yield() };
+            *yielded = true;
+        }
+        if let Some((name, generation)) = leader_of {
+            // The leader died on its own: what is left of its group belongs to a dead
+            // instance and would hold its port. Safe: the unreaped leader pins the pgid.
+            // Descendants that left the group (setsid) and were reparented to us go too,
+            // as with systemd's control-group kill; otherwise every restart would add
+            // another. They are our children, so their pids are pinned as well. The
+            // replacement may have escapees of its own by now: its generation is newer.
+            let _ = kill::signal_group(pid, libc::SIGKILL);
+            for e in self.escaped(&name) {
+                if e.generation.is_none_or(|g| g <= generation) {
+                    let _ = kill::signal_group(e.pgid as u32, libc::SIGKILL);
+                }
+            }
+        }
+        if let Err(e) = reaper::reap(pid) {
+            tracing::error!(pid, error = %e, "waitpid failed");
+            return false;
+        }
+        true
     }
 
     /// Carries out the spawns the core wants now; every other action waits for the end of the
@@ -643,7 +668,7 @@ impl Daemon {
     /// After every task is stopped: anything still carrying our marker escaped its group and
     /// our children list (e.g. a grandchild whose parent still ran when its task stopped).
     fn final_sweep(&mut self) {
-        self.reap_all();
+        self.reap_all(&[]);
         let me = std::process::id() as i32;
         let mut strays = Vec::new();
         for pid in procfs::all_pids() {
@@ -673,7 +698,7 @@ impl Daemon {
                 tracing::error!(pids = ?left, "processes survived SIGKILL");
             }
         }
-        self.reap_all();
+        self.reap_all(&[]);
     }
 }
 

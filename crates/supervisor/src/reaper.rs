@@ -64,14 +64,18 @@ impl ChildSignals {
         Ok(ChildSignals(fd))
     }
 
-    /// Waits until at least one SIGCHLD arrived since the last call, and consumes them all
-    /// (signals coalesce anyway: the caller reaps until no dead child is left).
-    pub async fn recv(&self) -> io::Result<()> {
+    /// Waits until at least one SIGCHLD arrived since the last call, consumes them all, and
+    /// returns the pids they name. Those are hints: SIGCHLD does not queue, so deaths that came
+    /// while one was pending have no signal of their own (the caller still reaps until no dead
+    /// child is left).
+    pub async fn recv(&self) -> io::Result<Vec<u32>> {
+        const RECORD: usize = std::mem::size_of::<libc::signalfd_siginfo>();
         loop {
             let mut guard = self.0.readable().await?;
+            let mut pids = Vec::new();
             let mut got = false;
             loop {
-                let mut buf = [0u8; 16 * std::mem::size_of::<libc::signalfd_siginfo>()];
+                let mut buf = [0u8; 16 * RECORD];
                 // SAFETY: reads into a buffer of the length given, from our own descriptor.
                 let n = unsafe {
                     libc::read(
@@ -82,6 +86,19 @@ impl ChildSignals {
                 };
                 if n > 0 {
                     got = true;
+                    // The kernel returns whole records only.
+                    for record in buf[..n as usize].chunks_exact(RECORD) {
+                        // SAFETY: `record` holds one signalfd_siginfo the kernel wrote; an
+                        // unaligned read copies it out of the byte buffer.
+                        let info = unsafe {
+                            std::ptr::read_unaligned(
+                                record.as_ptr().cast::<libc::signalfd_siginfo>(),
+                            )
+                        };
+                        if info.ssi_pid > 0 {
+                            pids.push(info.ssi_pid);
+                        }
+                    }
                     continue;
                 }
                 let e = io::Error::last_os_error();
@@ -93,22 +110,33 @@ impl ChildSignals {
             }
             guard.clear_ready();
             if got {
-                return Ok(());
+                return Ok(pids);
             }
         }
     }
 }
 
 /// Peeks at one child that has exited, without reaping it: its pid and how it ended. `None`:
-/// none has.
+/// none has. The kernel walks the whole list of children for this: O(children).
 pub fn peek() -> io::Result<Option<Reaped>> {
+    peek_at(libc::P_ALL, 0)
+}
+
+/// Like [`peek`], for the child `pid` only: O(1) (current kernels look the pid up directly
+/// instead of walking the list).
+/// `None`: it has not exited, or it is not our child.
+pub fn peek_pid(pid: u32) -> io::Result<Option<Reaped>> {
+    peek_at(libc::P_PID, pid)
+}
+
+fn peek_at(idtype: libc::idtype_t, id: u32) -> io::Result<Option<Reaped>> {
     // SAFETY: zeroed siginfo is a valid out-parameter for waitid.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: P_ALL with a valid siginfo pointer.
+    // SAFETY: a valid siginfo pointer; WNOWAIT leaves the child as it is.
     let r = unsafe {
         libc::waitid(
-            libc::P_ALL,
-            0,
+            idtype,
+            id,
             &mut info,
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         )
