@@ -32,7 +32,22 @@ fn sigchld_set() -> libc::sigset_t {
 /// Blocks SIGCHLD in the calling thread and so in every thread it starts later. Call it before
 /// any other thread exists: a thread with SIGCHLD unblocked would take the signal (default
 /// action: discard) and the signalfd would never see it. Spawned tasks get an empty mask back.
+///
+/// Also sets SIGCHLD's action back to the default: a parent that ignored SIGCHLD (`SIG_IGN`
+/// survives exec) would otherwise have the kernel reap our children for us, and no death would
+/// ever be seen.
 pub fn block_sigchld() -> io::Result<()> {
+    // SAFETY: a zeroed sigaction with SIG_DFL, no flags (so no SA_NOCLDWAIT) and an empty mask
+    // is valid; the old action is not wanted.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
     let set = sigchld_set();
     // SAFETY: a valid signal set; the old mask is not wanted.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };

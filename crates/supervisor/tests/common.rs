@@ -13,6 +13,8 @@ pub struct Sup {
     pub spawner: Spawner,
     pub child: Option<Child>,
     pub args: Vec<String>,
+    /// Start the supervisor with SIGCHLD ignored, as some parents leave it (SIG_IGN survives exec).
+    pub ignore_sigchld: bool,
 }
 
 impl Sup {
@@ -23,6 +25,7 @@ impl Sup {
             spawner: Spawner::new(),
             child: None,
             args: Vec::new(),
+            ignore_sigchld: false,
         }
     }
 
@@ -52,6 +55,16 @@ impl Sup {
         let out = std::fs::File::create(self.dir.path().join("sup.stdout")).unwrap();
         let err = std::fs::File::create(self.dir.path().join("sup.stderr")).unwrap();
         cmd.stdin(Stdio::piped()).stdout(out).stderr(err);
+        if self.ignore_sigchld {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: signal(2) is async-signal-safe, as a pre_exec hook must be.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd.spawn().unwrap();
         let mut stdin = child.stdin.take().unwrap();
         let _ = stdin.write_all(tasks.as_bytes());

@@ -190,6 +190,31 @@ fn a_restart_kills_the_dead_instances_escapees_and_spares_the_replacements() {
 }
 
 #[test]
+fn a_supervisor_started_with_sigchld_ignored_still_sees_its_tasks_die() {
+    // With SIGCHLD at SIG_IGN the kernel reaps children itself: a supervisor that kept that
+    // disposition would never learn of a death, and nothing would be restarted.
+    let mut sup = Sup::new();
+    sup.ignore_sigchld = true;
+    sup.start(
+        &list(&[sh_task(
+            "t",
+            "echo $$ > pid.$TIMESERVICE_GENERATION; exec sleep 1000",
+        )]),
+        &[],
+    );
+    let pid_of = |generation: &str| wait_pid_file(&sup.path(&format!("pid.{generation}")));
+    let first = pid_of("1");
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    let second = pid_of("2");
+    assert_ne!(first, second);
+    assert!(sup.wait_log("task restarted"), "{}", sup.log());
+    assert!(sup.log().contains("killed by SIGKILL"), "{}", sup.log());
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+    assert!(!pid_alive(second));
+}
+
+#[test]
 fn second_interrupt_kills_at_once() {
     let mut sup = Sup::new();
     sup.start(
