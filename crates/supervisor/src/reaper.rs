@@ -29,9 +29,11 @@ fn sigchld_set() -> libc::sigset_t {
     }
 }
 
-/// Blocks SIGCHLD in the calling thread and so in every thread it starts later. Call it before
-/// any other thread exists: a thread with SIGCHLD unblocked would take the signal (default
-/// action: discard) and the signalfd would never see it. Spawned tasks get an empty mask back.
+/// Blocks SIGCHLD, and only SIGCHLD, in the calling thread and so in every thread it starts
+/// later. Call it before any other thread exists: a thread with SIGCHLD unblocked would take the
+/// signal (default action: discard) and the signalfd would never see it. Whatever else a parent
+/// left blocked (a mask survives exec) is unblocked: SIGTERM must reach us. Spawned tasks get an
+/// empty mask.
 ///
 /// Also sets SIGCHLD's action back to the default: a parent that ignored SIGCHLD (`SIG_IGN`
 /// survives exec) would otherwise have the kernel reap our children for us, and no death would
@@ -50,7 +52,7 @@ pub fn block_sigchld() -> io::Result<()> {
     }
     let set = sigchld_set();
     // SAFETY: a valid signal set; the old mask is not wanted.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
     if rc == 0 {
         Ok(())
     } else {

@@ -13,8 +13,9 @@ pub struct Sup {
     pub spawner: Spawner,
     pub child: Option<Child>,
     pub args: Vec<String>,
-    /// Start the supervisor with SIGCHLD ignored, as some parents leave it (SIG_IGN survives exec).
-    pub ignore_sigchld: bool,
+    /// Run in the supervisor's process before exec: signal state some parents leave behind
+    /// (ignored dispositions and blocked signals survive exec). Must be async-signal-safe.
+    pub pre_exec: Option<fn()>,
 }
 
 impl Sup {
@@ -25,7 +26,7 @@ impl Sup {
             spawner: Spawner::new(),
             child: None,
             args: Vec::new(),
-            ignore_sigchld: false,
+            pre_exec: None,
         }
     }
 
@@ -55,12 +56,12 @@ impl Sup {
         let out = std::fs::File::create(self.dir.path().join("sup.stdout")).unwrap();
         let err = std::fs::File::create(self.dir.path().join("sup.stderr")).unwrap();
         cmd.stdin(Stdio::piped()).stdout(out).stderr(err);
-        if self.ignore_sigchld {
+        if let Some(hook) = self.pre_exec {
             use std::os::unix::process::CommandExt;
-            // SAFETY: signal(2) is async-signal-safe, as a pre_exec hook must be.
+            // SAFETY: the hooks only make async-signal-safe calls (signal, sigprocmask).
             unsafe {
-                cmd.pre_exec(|| {
-                    libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+                cmd.pre_exec(move || {
+                    hook();
                     Ok(())
                 });
             }

@@ -194,7 +194,9 @@ fn a_supervisor_started_with_sigchld_ignored_still_sees_its_tasks_die() {
     // With SIGCHLD at SIG_IGN the kernel reaps children itself: a supervisor that kept that
     // disposition would never learn of a death, and nothing would be restarted.
     let mut sup = Sup::new();
-    sup.ignore_sigchld = true;
+    sup.pre_exec = Some(|| unsafe {
+        libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+    });
     sup.start(
         &list(&[sh_task(
             "t",
@@ -212,6 +214,34 @@ fn a_supervisor_started_with_sigchld_ignored_still_sees_its_tasks_die() {
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));
     assert!(!pid_alive(second));
+}
+
+#[test]
+fn signals_blocked_by_the_supervisors_parent_are_unblocked() {
+    // A blocked signal mask survives exec: SIGTERM blocked by the parent would never stop us.
+    let mut sup = Sup::new();
+    sup.pre_exec = Some(|| unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    });
+    sup.start(&list(&[sh_task("t", "exec sleep 1000")]), &[]);
+    assert!(sup.wait_log("task started"), "{}", sup.log());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", sup.pid())).unwrap();
+    let blocked = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(
+        blocked,
+        1 << (libc::SIGCHLD - 1),
+        "only SIGCHLD is blocked (it is read from a signalfd): {blocked:#x}"
+    );
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
 }
 
 #[test]
