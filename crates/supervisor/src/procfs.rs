@@ -136,6 +136,24 @@ mod tests {
     }
 
     #[test]
+    fn env_values_match_whole_names_only() {
+        let env =
+            b"TIMESERVICE_TASK_X=no\0TIMESERVICE_TASK=web\0EMPTY=\0TIMESERVICE_GENERATION=7\0";
+        assert_eq!(env_value(env, "TIMESERVICE_TASK").as_deref(), Some("web"));
+        assert_eq!(
+            env_value(env, "TIMESERVICE_GENERATION").as_deref(),
+            Some("7")
+        );
+        assert_eq!(env_value(env, "EMPTY").as_deref(), Some(""));
+        assert_eq!(env_value(env, "TIMESERVICE"), None);
+        assert_eq!(env_value(b"", "X"), None);
+        // Our own environment, read back from /proc.
+        let own = environ(std::process::id() as i32).unwrap();
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(env_value(&own, "PATH"), Some(path));
+    }
+
+    #[test]
     fn ancestors_lead_to_init() {
         let me = std::process::id() as i32;
         let a = ancestors(me);
