@@ -55,7 +55,7 @@ pub struct DumpConfig {
 /// Everything the loop needs besides the core.
 pub struct Daemon {
     pub core: Core,
-    pub instance: String,
+    /// Who we are; `identity.instance` is the marker every task carries.
     pub identity: SupervisorIdentity,
     pub log: LogTarget,
     pub dump: Option<DumpConfig>,
@@ -81,7 +81,6 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// `identity.instance` is the marker every task carries.
     pub fn new(
         core: Core,
         identity: SupervisorIdentity,
@@ -100,7 +99,6 @@ impl Daemon {
         };
         Ok(Daemon {
             core,
-            instance: identity.instance.clone(),
             identity,
             log,
             dump,
@@ -219,24 +217,25 @@ impl Daemon {
                         return;
                     }
                 }
-                let input = match spawn::spawn(&spec, &argv, port, &self.instance, generation) {
-                    Ok(pid) => {
-                        // The start time is read when a checkpoint needs it, not here: an
-                        // unreaped child keeps its /proc entry, and the spawn path stays short.
-                        let start_ticks = None;
-                        Input::Spawned {
+                let input =
+                    match spawn::spawn(&spec, &argv, port, &self.identity.instance, generation) {
+                        Ok(pid) => {
+                            // The start time is read when a checkpoint needs it, not here: an
+                            // unreaped child keeps its /proc entry, and the spawn path stays short.
+                            let start_ticks = None;
+                            Input::Spawned {
+                                task,
+                                generation,
+                                pid,
+                                start_ticks,
+                            }
+                        }
+                        Err(e) => Input::SpawnFailed {
                             task,
                             generation,
-                            pid,
-                            start_ticks,
-                        }
-                    }
-                    Err(e) => Input::SpawnFailed {
-                        task,
-                        generation,
-                        error: e.to_string(),
-                    },
-                };
+                            error: e.to_string(),
+                        },
+                    };
                 self.core.handle(Instant::now(), input);
             }
             Action::Signal {
@@ -305,7 +304,9 @@ impl Daemon {
             let Some(env) = procfs::environ(pid) else {
                 continue;
             };
-            if procfs::env_value(&env, INSTANCE_VAR).as_deref() != Some(self.instance.as_str()) {
+            if procfs::env_value(&env, INSTANCE_VAR).as_deref()
+                != Some(self.identity.instance.as_str())
+            {
                 continue;
             }
             let Some(task) = procfs::env_value(&env, TASK_VAR) else {
@@ -361,7 +362,7 @@ impl Daemon {
     /// One dead, unreaped child: the core decides, the replacement is spawned, then what is
     /// left of the dead instance goes and the child is reaped. False when it could not be
     /// reaped (the caller stops: peeking again would find the same child).
-    fn on_dead(&mut self, dead: reaper::Reaped, yielded: &mut bool) -> bool {
+    fn on_dead(&mut self, dead: reaper::Dead, yielded: &mut bool) -> bool {
         let pid = dead.pid;
         let now = Instant::now();
         let mut port_taken = false;
@@ -644,7 +645,6 @@ impl Daemon {
         Ok(TaskJson::from_view(&v, now, &self.clock))
     }
 
-    /// `GET /health`: ok unless a task is in yo-yo mode or cannot be started, or checkpoints fail.
     /// The state the read-only requests need; the API thread does the rest.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
         Snapshot {
@@ -652,7 +652,7 @@ impl Daemon {
             now,
             clock: self.clock,
             started: self.started,
-            instance: self.instance.clone(),
+            instance: self.identity.instance.clone(),
             shutting_down: self.core.is_shutting_down(),
             checkpoint: CheckpointHealth {
                 enabled: self.dump.is_some(),
@@ -673,7 +673,8 @@ impl Daemon {
         let mut strays = Vec::new();
         for pid in procfs::all_pids() {
             if pid == me
-                || procfs::environ_var(pid, INSTANCE_VAR).as_deref() != Some(self.instance.as_str())
+                || procfs::environ_var(pid, INSTANCE_VAR).as_deref()
+                    != Some(self.identity.instance.as_str())
             {
                 continue;
             }

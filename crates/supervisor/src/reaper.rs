@@ -1,4 +1,5 @@
-//! The one and only reaper: `waitid(P_ALL)` until no child is left to collect.
+//! The one and only reaper: `waitid` on the pids the SIGCHLDs name, then `waitid(P_ALL)` until
+//! no dead child is left.
 //!
 //! Woken by SIGCHLD through a `signalfd`: the signal is blocked in every thread (see
 //! [`block_sigchld`]), so a child's death makes the fd readable and wakes the event loop's
@@ -14,7 +15,7 @@ use tokio::io::unix::AsyncFd;
 
 /// One dead child: pid and wait status (the `waitpid` layout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reaped {
+pub struct Dead {
     pub pid: u32,
     pub raw_status: i32,
 }
@@ -135,18 +136,18 @@ impl ChildSignals {
 
 /// Peeks at one child that has exited, without reaping it: its pid and how it ended. `None`:
 /// none has. The kernel walks the whole list of children for this: O(children).
-pub fn peek() -> io::Result<Option<Reaped>> {
+pub fn peek() -> io::Result<Option<Dead>> {
     peek_at(libc::P_ALL, 0)
 }
 
 /// Like [`peek`], for the child `pid` only: O(1) (current kernels look the pid up directly
 /// instead of walking the list).
 /// `None`: it has not exited, or it is not our child.
-pub fn peek_pid(pid: u32) -> io::Result<Option<Reaped>> {
+pub fn peek_pid(pid: u32) -> io::Result<Option<Dead>> {
     peek_at(libc::P_PID, pid)
 }
 
-fn peek_at(idtype: libc::idtype_t, id: u32) -> io::Result<Option<Reaped>> {
+fn peek_at(idtype: libc::idtype_t, id: u32) -> io::Result<Option<Dead>> {
     // SAFETY: zeroed siginfo is a valid out-parameter for waitid.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: a valid siginfo pointer; WNOWAIT leaves the child as it is.
@@ -171,7 +172,7 @@ fn peek_at(idtype: libc::idtype_t, id: u32) -> io::Result<Option<Reaped>> {
     if pid <= 0 {
         return Ok(None);
     }
-    Ok(Some(Reaped {
+    Ok(Some(Dead {
         pid: pid as u32,
         raw_status: wait_status(info.si_code, status),
     }))

@@ -198,39 +198,42 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::other("contains a NUL byte"))
 }
 
+/// `build()`, run once; a failure is kept (as text) and returned on every later call.
+fn built_once<T>(
+    cell: &'static OnceLock<Result<T, String>>,
+    build: impl FnOnce() -> io::Result<T>,
+) -> io::Result<&'static T> {
+    cell.get_or_init(|| build().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| io::Error::other(e.clone()))
+}
+
 /// One `/dev/null`, opened once (close-on-exec) and duplicated onto 0, 1 or 2 as needed.
 fn dev_null() -> io::Result<RawFd> {
     static NULL: OnceLock<Result<OwnedFd, String>> = OnceLock::new();
-    NULL.get_or_init(|| {
+    let fd = built_once(&NULL, || {
         OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/null")
             .map(OwnedFd::from)
-            .map_err(|e| e.to_string())
-    })
-    .as_ref()
-    .map(|fd| fd.as_raw_fd())
-    .map_err(|e| io::Error::other(format!("cannot open /dev/null: {e}")))
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open /dev/null: {e}")))
+    })?;
+    Ok(fd.as_raw_fd())
 }
 
 /// The file actions of a task without files or working directory: `/dev/null` onto 0–2.
 fn null_actions(null: RawFd) -> io::Result<&'static FileActions> {
     static ACTIONS: OnceLock<Result<FileActions, String>> = OnceLock::new();
-    ACTIONS
-        .get_or_init(|| {
-            FileActions::new(&[(null, 0), (null, 1), (null, 2)], None).map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| io::Error::other(e.clone()))
+    built_once(&ACTIONS, || {
+        FileActions::new(&[(null, 0), (null, 1), (null, 2)], None)
+    })
 }
 
 /// The spawn attributes, the same for every task.
 fn spawn_attr() -> io::Result<&'static SpawnAttr> {
     static ATTR: OnceLock<Result<SpawnAttr, String>> = OnceLock::new();
-    ATTR.get_or_init(|| SpawnAttr::new().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| io::Error::other(e.clone()))
+    built_once(&ATTR, SpawnAttr::new)
 }
 
 fn key_value(k: &OsStr, v: &OsStr) -> io::Result<CString> {
@@ -307,8 +310,8 @@ impl SpawnAttr {
     fn new() -> io::Result<SpawnAttr> {
         // SAFETY: zeroed storage is initialised by posix_spawnattr_init before use; the signal
         // sets are initialised by sigemptyset before being filled; a sigset_t is an array of
-        // (8-byte aligned) unsigned longs of at least 64 bits (asserted below), so writing its
-        // first u64 stays inside it.
+        // (8-byte aligned) unsigned longs of at least 64 bits (asserted above the struct), so
+        // writing its first u64 stays inside it.
         unsafe {
             let mut a = SpawnAttr(std::mem::zeroed());
             check(libc::posix_spawnattr_init(&mut a.0))?;
