@@ -4,121 +4,41 @@
 //! supervisor instance's); every descendant inherits them, so "all processes of this peer" is a
 //! scan of `/proc/*/environ`, immune to re-parenting. Signals go through a pidfd opened and then
 //! checked against the start time seen in the scan, so a reused pid is never hit.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
 
-/// The fields of `/proc/PID/stat` the harness uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stat {
-    pub pid: i32,
-    pub comm: String,
-    pub state: char,
-    pub ppid: i32,
-    /// Start time in clock ticks after boot (field 22).
-    pub start: u64,
-}
-
-/// Parses `/proc/PID/stat`. The command name may hold spaces and parentheses: it runs from the
-/// first `(` to the last `)`.
-pub fn parse_stat(text: &str) -> Option<Stat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let pid = text[..open].trim().parse().ok()?;
-    let comm = text.get(open + 1..close)?.to_string();
-    let rest: Vec<&str> = text.get(close + 1..)?.split_ascii_whitespace().collect();
-    // rest[0] is field 3 (state); field N is rest[N - 3].
-    let state = rest.first()?.chars().next()?;
-    let ppid = rest.get(1)?.parse().ok()?;
-    let start = rest.get(19)?.parse().ok()?;
-    Some(Stat {
-        pid,
-        comm,
-        state,
-        ppid,
-        start,
-    })
-}
-
-pub fn stat(pid: i32) -> Option<Stat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// Every pid in `/proc`.
-pub fn all_pids() -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-/// True when `VAR=value` is in the process's environment (false for zombies and the gone).
-pub fn environ_has(pid: i32, entry: &[u8]) -> bool {
-    match std::fs::read(format!("/proc/{pid}/environ")) {
-        Ok(env) => env.split(|b| *b == 0).any(|e| e == entry),
-        Err(_) => false,
-    }
-}
-
-/// The executable of a live process.
-pub fn exe(pid: i32) -> Option<PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
-}
+pub use procio::pidfd::kill_marked;
+pub use procio::procfs::{all_pids, environ_has, exe};
 
 /// (pid, start time) of every live process carrying `var=value`, except the harness.
 pub fn marked(var: &str, value: &str) -> Vec<(i32, u64)> {
-    let entry = format!("{var}={value}").into_bytes();
-    let me = std::process::id() as i32;
-    all_pids()
+    procio::procfs::pids_with_env(var, value)
         .into_iter()
-        .filter(|p| *p != me && environ_has(*p, &entry))
-        .filter_map(|p| stat(p).filter(|s| s.state != 'Z').map(|s| (p, s.start)))
+        .filter_map(|p| procio::procfs::stat(p).ok().map(|s| (p, s.start_ticks)))
         .collect()
 }
 
 /// A pidfd checked to refer to the process that had `start` as its start time.
-pub struct Pidfd(OwnedFd);
+pub struct Pidfd(procio::Pinned);
 
 impl Pidfd {
     /// `None` when the process is gone or the pid now names another process.
     pub fn open(pid: i32, start: u64) -> Option<Pidfd> {
-        // SAFETY: pidfd_open(pid, 0) takes no pointers; a non-negative result is a new fd we own.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-        let fd = Pidfd(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-        // Opened first, checked second: if the start time still matches now, the pidfd pins
-        // that very process.
-        (stat(pid)?.start == start).then_some(fd)
+        procio::Pinned::open(pid, start).ok().flatten().map(Pidfd)
     }
 
     /// Opens a pidfd for a live pid without a start time to check against (the caller knows the
     /// pid cannot have been reused, e.g. a child not yet reaped).
     pub fn open_now(pid: i32) -> Option<Pidfd> {
-        let s = stat(pid)?;
-        Pidfd::open(pid, s.start)
+        procio::Pinned::open_now(pid).ok().flatten().map(Pidfd)
     }
 
     pub fn signal(&self, sig: i32) -> io::Result<()> {
-        // SAFETY: pidfd_send_signal with a valid pidfd, a null siginfo and no flags.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.0.as_raw_fd(),
-                sig,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
+        match self.0.signal(sig)? {
+            true => Ok(()),
+            false => Err(io::Error::from_raw_os_error(libc::ESRCH)),
         }
     }
 }
@@ -126,46 +46,7 @@ impl Pidfd {
 /// Reaps `pid` if it is a zombie child of the harness (its own or re-parented to it, the
 /// subreaper). Never blocks; never touches other children.
 pub fn reap(pid: i32) {
-    let mut status = 0;
-    // SAFETY: waitpid on one specific pid with a valid status pointer; WNOHANG never blocks.
-    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-}
-
-/// Kills every process carrying `var=value`: each round freezes them all (SIGSTOP, so no
-/// supervisor can restart what is killed next), then SIGKILLs them, then reaps those that became
-/// the harness's zombies. Returns how many processes it signalled and whether any survived.
-pub fn kill_marked(var: &str, value: &str, deadline: Duration) -> (usize, bool) {
-    let until = Instant::now() + deadline;
-    let mut seen: HashSet<i32> = HashSet::new();
-    let mut signalled = 0;
-    loop {
-        let procs = marked(var, value);
-        if procs.is_empty() {
-            for p in &seen {
-                reap(*p);
-            }
-            return (signalled, false);
-        }
-        if Instant::now() > until {
-            return (signalled, true);
-        }
-        let fds: Vec<Pidfd> = procs
-            .iter()
-            .filter_map(|(p, s)| Pidfd::open(*p, *s))
-            .collect();
-        for f in &fds {
-            let _ = f.signal(libc::SIGSTOP);
-        }
-        for f in &fds {
-            let _ = f.signal(libc::SIGKILL);
-        }
-        signalled += fds.len();
-        seen.extend(procs.iter().map(|(p, _)| *p));
-        std::thread::sleep(Duration::from_millis(10));
-        for p in &seen {
-            reap(*p);
-        }
-    }
+    procio::pidfd::reap_if_child(pid);
 }
 
 /// Resource use of one thread.
@@ -236,7 +117,7 @@ fn thread_use(dir: &Path) -> Option<ThreadUse> {
 
 /// Samples one process: memory (VmRSS, Pss) and per-thread CPU time and context switches.
 pub fn proc_use(pid: i32, with_pss: bool) -> Option<ProcUse> {
-    let start = stat(pid)?.start;
+    let start = procio::procfs::stat(pid).ok()?.start_ticks;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kb = status_field(&status, "VmRSS:").unwrap_or(0);
     let pss_kb = if with_pss {
@@ -333,24 +214,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_with_odd_command_names() {
-        let line = "4242 (we ird) (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 1 0 987654 1000 100 18446744073709551615";
-        let s = parse_stat(line).unwrap();
-        assert_eq!(
-            (s.pid, s.comm.as_str(), s.state, s.ppid, s.start),
-            (4242, "we ird) (x)", 'S', 1, 987_654)
-        );
-        assert_eq!(parse_stat("garbage"), None);
-    }
-
-    #[test]
     fn own_process_is_readable() {
         let me = std::process::id() as i32;
-        let s = stat(me).unwrap();
-        assert_eq!(s.pid, me);
+        let s = procio::procfs::stat(me).unwrap();
         let u = proc_use(me, true).unwrap();
         assert!(u.rss_kb > 0 && !u.threads.is_empty());
-        assert!(Pidfd::open(me, s.start).is_some());
-        assert!(Pidfd::open(me, s.start + 1).is_none());
+        assert!(Pidfd::open(me, s.start_ticks).is_some());
+        assert!(Pidfd::open(me, s.start_ticks + 1).is_none());
     }
 }

@@ -318,7 +318,7 @@ fn marker_once_and_stagger() {
     wait_start(&rec, pid);
     std::thread::sleep(Duration::from_millis(300));
     assert!(t.running(), "a later --once run exited");
-    let stat = bench::procs::stat(pid).expect("its /proc/PID/stat");
+    let stat = procio::procfs::stat(pid).expect("its /proc/PID/stat");
     assert_eq!(stat.state, 'S', "not asleep: {stat:?}");
     let on_cpu: u64 = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
         .expect("schedstat")

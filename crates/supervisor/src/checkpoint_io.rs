@@ -1,6 +1,6 @@
 //! The dump file on disk: the lock that keeps one supervisor per dump, reading it defensively,
 //! and writing it off the event loop.
-use crate::procfs;
+use procio::procfs;
 use servicekit::atomic_file::write_atomic;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};

@@ -7,7 +7,6 @@
 //! - `spawn`: posix_spawn of one task (own session, files, markers); port probes.
 //! - `reaper`: the single `waitid` reaper.
 //! - `kill`: signalling groups of our own children, and pidfd-pinned strangers-proof signals.
-//! - `procfs`: start times, groups, environment markers from `/proc`.
 //! - `checkpoint_io`: the dump lock, reading and writing the dump.
 //! - `recovery`: stopping what a crashed predecessor left running.
 //! - `events`: one log line (and one JSON object for the event stream) per event.
@@ -31,7 +30,6 @@ pub mod events;
 pub mod kill;
 pub mod logging;
 pub mod metrics;
-pub mod procfs;
 pub mod reaper;
 pub mod recovery;
 pub mod report;

@@ -15,8 +15,8 @@
 //! rounds find has been forked by processes that already had their grace period, and is killed
 //! at once.
 use crate::kill::{Pinned, stop_pinned};
-use crate::procfs;
 use crate::spawn::INSTANCE_VAR;
+use procio::procfs;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use supervisor_core::Checkpoint;

@@ -70,19 +70,17 @@ impl Spawner {
         pids_with_env(MARK_VAR, &self.mark)
     }
 
-    /// SIGKILLs every marked process, repeatedly, until none is left (or 5 s pass).
+    /// SIGKILLs every marked process, round after round, until none is left (or 5 s pass).
+    /// Each is pinned by a pidfd and its mark re-checked through it first, so a pid reused by
+    /// a stranger since the scan is never hit.
     pub fn kill_all(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let pids = self.pids();
-            if pids.is_empty() || std::time::Instant::now() > deadline {
-                return;
-            }
-            for pid in pids {
-                // SAFETY: kill(2) has no memory-safety preconditions.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let (_, left) = procio::pidfd::kill_marked(MARK_VAR, &self.mark, Duration::from_secs(5));
+        if left {
+            eprintln!(
+                "testkit: processes marked {} survived SIGKILL: {:?}",
+                self.mark,
+                self.pids()
+            );
         }
     }
 }
@@ -95,38 +93,10 @@ impl Drop for Spawner {
 
 /// PIDs (other than this process) whose initial environment has `var=value`; zombies excluded.
 pub fn pids_with_env(var: &str, value: &str) -> Vec<i32> {
-    let needle = format!("{var}={value}");
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) && pid_alive(pid) {
-            out.push(pid);
-        }
-    }
-    out
+    procio::procfs::pids_with_env(var, value)
 }
 
 /// True when `pid` exists and is not a zombie.
 pub fn pid_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => {
-            let state = s
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X") | None)
-        }
-        Err(_) => false,
-    }
+    procio::procfs::stat(pid).is_ok_and(|s| !s.is_zombie())
 }

@@ -1,8 +1,10 @@
-//! What `/proc` says about processes: start times, groups, parents, environment markers.
+//! What `/proc` says about processes: start times, groups, parents, environments, children,
+//! executables and cgroups.
 //!
 //! A pid alone does not identify a process (pids are reused); (pid, start time, boot id) does.
 use std::fs;
 use std::io;
+use std::path::PathBuf;
 
 /// The fields of `/proc/PID/stat` the supervisor needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,42 @@ pub fn environ_var(pid: i32, var: &str) -> Option<String> {
     env_value(&environ(pid)?, var)
 }
 
+/// True when the initial environment of `pid` holds exactly `KEY=VALUE` as `entry`.
+pub fn environ_has(pid: i32, entry: &[u8]) -> bool {
+    environ(pid).is_some_and(|env| env.split(|b| *b == 0).any(|kv| kv == entry))
+}
+
+/// Live (non-zombie) processes other than this one whose initial environment has `var=value`.
+pub fn pids_with_env(var: &str, value: &str) -> Vec<i32> {
+    let entry = format!("{var}={value}");
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me && environ_has(pid, entry.as_bytes()))
+        .filter(|&pid| stat(pid).is_ok_and(|s| !s.is_zombie()))
+        .collect()
+}
+
+/// The program `pid` runs (`/proc/PID/exe`).
+pub fn exe(pid: i32) -> Option<PathBuf> {
+    fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// The cgroup v2 path of `pid` (the `0::/path` line of `/proc/PID/cgroup`), relative to the
+/// root of the v2 hierarchy, without the leading `/`.
+pub fn cgroup_v2(pid: i32) -> io::Result<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    parse_cgroup_v2(&text)
+        .map(str::to_string)
+        .ok_or_else(|| io::Error::other(format!("/proc/{pid}/cgroup has no cgroup v2 line")))
+}
+
+fn parse_cgroup_v2(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim_start_matches('/'))
+}
+
 /// Direct children of this process (all threads), from `/proc/self/task/*/children`.
 pub fn own_children() -> Vec<i32> {
     let mut out = Vec::new();
@@ -151,6 +189,36 @@ mod tests {
         let own = environ(std::process::id() as i32).unwrap();
         let path = std::env::var("PATH").unwrap();
         assert_eq!(env_value(&own, "PATH"), Some(path));
+    }
+
+    #[test]
+    fn finds_the_v2_line_of_a_cgroup_file() {
+        let hybrid = "9:name=systemd:/\n4:memory:/a/b\n0::/x/y@3\n";
+        assert_eq!(parse_cgroup_v2(hybrid), Some("x/y@3"));
+        assert_eq!(parse_cgroup_v2("0::/\n"), Some(""));
+        assert_eq!(parse_cgroup_v2("4:memory:/a\n"), None);
+        // Our own is readable, whatever it says.
+        assert!(cgroup_v2(std::process::id() as i32).is_ok());
+    }
+
+    #[test]
+    fn finds_processes_by_environment_and_names_their_program() {
+        let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env("PROCIO_TEST_MARK", format!("m{me}"))
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let found = crate::pidfd::wait_until(std::time::Duration::from_secs(5), || {
+            pids_with_env("PROCIO_TEST_MARK", &format!("m{me}")) == vec![pid]
+        });
+        let exe = exe(pid);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(found, "the marked child is found");
+        assert!(exe.is_some_and(|p| p.ends_with("sleep")));
+        assert!(!environ_has(me, b"PROCIO_TEST_MARK=none"));
     }
 
     #[test]
