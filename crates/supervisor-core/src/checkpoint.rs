@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 /// The current format version. Older versions stay readable (see the frozen examples in
-/// `tests/data/checkpoint-v*.json`).
-pub const VERSION: u32 = 1;
+/// `tests/data/checkpoint-v*.json`). Version 2 added `supervisor.dumpfile`.
+pub const VERSION: u32 = 2;
 
 /// Who wrote the dump.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,10 @@ pub struct SupervisorIdentity {
     pub start_time: u64,
     pub boot_id: String,
     pub version: String,
+    /// The dump file this supervisor writes (absolute): where its lock is, so that a supervisor
+    /// given a copy of this dump can tell whether its writer still runs. Absent in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dumpfile: Option<String>,
 }
 
 /// One live task process at the time of the dump.
@@ -92,7 +96,8 @@ impl Checkpoint {
             }
         };
         match version {
-            VERSION => Ok(serde_json::from_str(text)?),
+            // Version 1 lacks only optional fields: the same reader takes both.
+            1 | VERSION => Ok(serde_json::from_str(text)?),
             v if v > VERSION => Err(CheckpointError::FutureVersion { found: v }),
             v => Err(CheckpointError::UnknownVersion { found: v }),
         }

@@ -69,9 +69,17 @@ pub struct LastExit {
     pub pid: u32,
 }
 
-/// Internal phase, finer than [`TaskState`].
+/// Internal phase, finer than [`TaskState`]. Every change goes through
+/// `Core::set_phase`, which checks it against the transition table (`transitions.rs`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Phase {
+    /// Down, and staying down until started.
+    Stopped,
+    /// Waiting for groups that must be gone before it may start again (the remains of its dead
+    /// instance, leftovers recovery found of it); `then` says what comes next.
+    Held {
+        then: Then,
+    },
     /// In the spawn queue, waiting for a token of the host-wide rate cap.
     Queued,
     /// A `Spawn` action is out; waiting for `Spawned`, `SpawnFailed` or `PortBusy`. `stop` is a
@@ -81,17 +89,84 @@ pub(crate) enum Phase {
         stop: Option<StopReason>,
     },
     Running,
+    /// Died soon after its start, holding a port: waiting for the bind probe that tells whether
+    /// the port was taken by someone else (then the death is not the program's fault).
+    Probing {
+        stop: Option<StopReason>,
+    },
     Backoff {
         reason: BackoffReason,
         retry_at: Instant,
     },
+    /// Its instance's group is being stopped (a stop job runs for it).
     Stopping {
         reason: StopReason,
-        deadline: Instant,
-        killed: bool,
-        leader_gone: bool,
     },
+}
+
+/// What a held task does once nothing holds it any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Then {
+    /// Start (recovery leftovers were in the way).
+    Start,
+    /// Decide about the death that left the remains (restart at once, probe, back off).
+    AfterDeath,
+    /// A stop was asked meanwhile: carry it out.
+    Stop(StopReason),
+}
+
+/// [`Phase`] without its data: the rows and columns of the transition table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PhaseKind {
     Stopped,
+    Held,
+    Queued,
+    Spawning,
+    Running,
+    Probing,
+    Backoff,
+    Stopping,
+}
+
+impl PhaseKind {
+    pub const ALL: [PhaseKind; 8] = [
+        PhaseKind::Stopped,
+        PhaseKind::Held,
+        PhaseKind::Queued,
+        PhaseKind::Spawning,
+        PhaseKind::Running,
+        PhaseKind::Probing,
+        PhaseKind::Backoff,
+        PhaseKind::Stopping,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PhaseKind::Stopped => "Stopped",
+            PhaseKind::Held => "Held",
+            PhaseKind::Queued => "Queued",
+            PhaseKind::Spawning => "Spawning",
+            PhaseKind::Running => "Running",
+            PhaseKind::Probing => "Probing",
+            PhaseKind::Backoff => "Backoff",
+            PhaseKind::Stopping => "Stopping",
+        }
+    }
+}
+
+impl Phase {
+    pub(crate) fn kind(&self) -> PhaseKind {
+        match self {
+            Phase::Stopped => PhaseKind::Stopped,
+            Phase::Held { .. } => PhaseKind::Held,
+            Phase::Queued => PhaseKind::Queued,
+            Phase::Spawning { .. } => PhaseKind::Spawning,
+            Phase::Running => PhaseKind::Running,
+            Phase::Probing { .. } => PhaseKind::Probing,
+            Phase::Backoff { .. } => PhaseKind::Backoff,
+            Phase::Stopping { .. } => PhaseKind::Stopping,
+        }
+    }
 }
 
 /// Yo-yo bookkeeping: when it started and how log lines are rate-limited.
@@ -117,7 +192,7 @@ impl LogGate {
                 None
             }
             _ => {
-                self.next = Some(now + every);
+                self.next = Some(crate::core::policy::later(now, every));
                 let n = self.suppressed;
                 self.suppressed = 0;
                 Some(n)
@@ -137,9 +212,11 @@ pub(crate) struct Task {
     /// Set at every spawn attempt from a core-wide counter (so it grows, but not by one per
     /// task, and is never shared by two spawns); inputs about other generations are ignored.
     pub generation: u64,
+    /// The leader of the current instance, while it lives.
     pub pid: Option<u32>,
     /// `/proc/PID/stat` start time (clock ticks since boot) of `pid`, as the shell read it.
     pub start_ticks: Option<u64>,
+    /// The port of the current instance; kept after a death until the death is judged.
     pub port: Option<u16>,
     pub started_at: Option<Instant>,
     /// When the last unexpected death was seen: restart latency is measured from here.
@@ -155,8 +232,11 @@ pub(crate) struct Task {
     pub log_gate: LogGate,
     pub last_exit: Option<LastExit>,
     pub last_error: Option<String>,
-    /// The one timer this task may have; `None` when it needs no wake-up.
-    pub wake_at: Option<Instant>,
+    /// Stop jobs (dead instances' remains, recovery leftovers) that must finish before this
+    /// task may start again; non-zero only while `Held`.
+    pub remnants: u32,
+    /// Not given a phase yet: its first phase change is checked as one from "no task".
+    pub fresh: bool,
 }
 
 impl Task {
@@ -178,14 +258,23 @@ impl Task {
             log_gate: LogGate::default(),
             last_exit: None,
             last_error: None,
-            wake_at: None,
+            remnants: 0,
+            fresh: true,
         }
     }
 
     pub fn state(&self) -> TaskState {
         match self.phase {
-            Phase::Queued | Phase::Spawning { stop: None } => TaskState::Starting,
-            Phase::Spawning { stop: Some(_) } => TaskState::Stopping,
+            Phase::Held {
+                then: Then::Stop(_),
+            } => TaskState::Stopping,
+            Phase::Queued
+            | Phase::Spawning { stop: None }
+            | Phase::Held { .. }
+            | Phase::Probing { stop: None } => TaskState::Starting,
+            Phase::Spawning { stop: Some(_) } | Phase::Probing { stop: Some(_) } => {
+                TaskState::Stopping
+            }
             Phase::Running => TaskState::Running,
             Phase::Backoff { .. } => TaskState::Backoff,
             Phase::Stopping { .. } => TaskState::Stopping,
@@ -212,6 +301,8 @@ pub struct TaskView {
     pub retry_at: Option<Instant>,
     pub yoyo_since: Option<Instant>,
     pub quick_deaths: u32,
+    /// Groups (a dead instance's remains, recovery leftovers) it waits for before starting.
+    pub waiting_for: u32,
 }
 
 impl TaskView {

@@ -10,12 +10,18 @@ mod sim;
 
 #[path = "core/control.rs"]
 mod control;
+#[path = "core/extreme.rs"]
+mod extreme;
 #[path = "core/invariants.rs"]
 mod invariants;
 #[path = "core/ports.rs"]
 mod ports;
 #[path = "core/rate_and_checkpoint.rs"]
 mod rate_and_checkpoint;
+#[path = "core/recovery.rs"]
+mod recovery;
+#[path = "core/remains.rs"]
+mod remains;
 #[path = "core/restart.rs"]
 mod restart;
 #[path = "core/stop.rs"]

@@ -187,12 +187,20 @@ fn aside_name(path: &Path, secs: u64, n: u32) -> PathBuf {
 }
 
 /// A stable id for the supervisor instance that owns `dump`: the same dump file gives the same
-/// id across restarts, so a restarted supervisor recognises its predecessor's processes.
+/// id across restarts, so a restarted supervisor recognises its predecessor's processes and
+/// cgroups. Two supervisors never share one: a dump copied to another path (or the same path
+/// in another folder, as in another mount namespace) gives another id, because the id covers the
+/// absolute path and the device and inode of the dump's folder.
 pub fn instance_id(dump: Option<&Path>) -> String {
     match dump {
         Some(p) => {
             let abs = absolute(p);
-            format!("dump-{:016x}", fnv1a(abs.as_os_str().as_encoded_bytes()))
+            let mut key = abs.as_os_str().as_encoded_bytes().to_vec();
+            if let Some(meta) = abs.parent().and_then(|d| std::fs::metadata(d).ok()) {
+                use std::os::unix::fs::MetadataExt;
+                key.extend_from_slice(format!("\0{}:{}", meta.dev(), meta.ino()).as_bytes());
+            }
+            format!("dump-{:016x}", fnv1a(&key))
         }
         None => {
             let t = SystemTime::now()
@@ -208,7 +216,7 @@ pub fn instance_id(dump: Option<&Path>) -> String {
 }
 
 /// `p` made absolute against the working directory, with the folder resolved when it exists.
-fn absolute(p: &Path) -> PathBuf {
+pub fn absolute(p: &Path) -> PathBuf {
     let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -223,6 +231,21 @@ fn absolute(p: &Path) -> PathBuf {
         (Some(dir), Some(name)) => dir.join(name),
         _ => joined,
     }
+}
+
+/// True when some supervisor holds the lock of dump file `dump` right now.
+pub fn lock_is_held(dump: &Path) -> bool {
+    let Ok(f) = File::open(lock_path(dump)) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; a shared lock taken is released at once.
+    unsafe {
+        if libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 {
+            return io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK);
+        }
+        libc::flock(f.as_raw_fd(), libc::LOCK_UN);
+    }
+    false
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {

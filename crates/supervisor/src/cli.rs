@@ -5,6 +5,7 @@ use servicekit::duration::parse_duration_arg;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use supervisor_core::MAX_SETTING;
 use supervisor_core::PortRange;
 
 /// The default address of the HTTP API (loopback only).
@@ -89,11 +90,11 @@ pub struct Args {
 
     /// A task that dies sooner than this after starting has crashed "quickly"; two quick deaths
     /// in a row put it in yo-yo mode (growing restart delays).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_arg)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = bounded_duration)]
     pub min_uptime: Duration,
 
     /// How long a task has after SIGTERM before its process group gets SIGKILL.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_arg)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = bounded_duration)]
     pub stop_timeout: Duration,
 
     /// Host-wide cap on spawns per second, so a mass death does not fork-bomb the machine.
@@ -106,7 +107,7 @@ pub struct Args {
     pub dumpfile: Option<PathBuf>,
 
     /// How often to checkpoint (changes are also written within about 100 ms).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration_arg)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = bounded_duration)]
     pub checkpoint_interval: Duration,
 
     /// HTTP API, metrics and dashboard address, or `none`. [default: 127.0.0.1:7171]
@@ -124,12 +125,30 @@ pub struct Args {
     pub report_url: Option<String>,
 
     /// How often to send a heartbeat to --report-url.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_arg)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = bounded_duration)]
     pub report_interval: Duration,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: tracing::Level,
+
+    /// Track tasks by process group and environment markers instead of one cgroup per task
+    /// instance (the default where a writable cgroup v2 hierarchy exists).
+    #[arg(long)]
+    pub no_cgroups: bool,
+}
+
+/// A duration flag, at most [`MAX_SETTING`] (a day): longer ones are surely typos, and would
+/// only overflow the clock arithmetic.
+fn bounded_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_arg(s)?;
+    if d > MAX_SETTING {
+        return Err(format!(
+            "{s:?} is longer than the longest allowed, {}s (a day)",
+            MAX_SETTING.as_secs()
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_listen(s: &str) -> Result<Listen, String> {

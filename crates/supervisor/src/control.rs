@@ -44,6 +44,10 @@ pub struct Snapshot {
     pub started: Instant,
     pub instance: String,
     pub shutting_down: bool,
+    /// Leftovers of a crashed predecessor are still being stopped.
+    pub recovering: bool,
+    /// How tasks are tracked: cgroups, or process groups (and why).
+    pub tracking: crate::tracking::Mode,
     pub checkpoint: CheckpointHealth,
 }
 
@@ -79,6 +83,7 @@ impl Snapshot {
         if let Some(e) = &self.checkpoint.last_error {
             reasons.push(format!("checkpoint failing: {e}"));
         }
+
         if self.shutting_down {
             reasons.push("shutting down".into());
         }
@@ -98,6 +103,8 @@ impl Snapshot {
                 .saturating_duration_since(self.started)
                 .as_secs_f64(),
             shutting_down: self.shutting_down,
+            recovering: self.recovering,
+            tracking: TrackingJson::of(&self.tracking),
             tasks: Counts::of(&self.views),
             checkpoint: self.checkpoint.clone(),
         }
@@ -294,6 +301,34 @@ impl TaskJson {
     }
 }
 
+/// How tasks are tracked, in `/health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrackingJson {
+    /// `cgroup` or `process-group`.
+    pub mode: &'static str,
+    /// The folder of the task cgroups, in cgroup mode.
+    pub cgroup: Option<String>,
+    /// Why cgroups are not used, in process-group mode.
+    pub reason: Option<String>,
+}
+
+impl TrackingJson {
+    pub fn of(m: &crate::tracking::Mode) -> TrackingJson {
+        use crate::tracking::Mode;
+        TrackingJson {
+            mode: m.name(),
+            cgroup: match m {
+                Mode::Cgroup { root } => Some(root.display().to_string()),
+                Mode::ProcessGroup { .. } => None,
+            },
+            reason: match m {
+                Mode::ProcessGroup { reason } => Some(reason.clone()),
+                Mode::Cgroup { .. } => None,
+            },
+        }
+    }
+}
+
 /// Task counts by state.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Counts {
@@ -327,6 +362,9 @@ pub struct Health {
     pub version: &'static str,
     pub uptime_secs: f64,
     pub shutting_down: bool,
+    /// Leftovers of a crashed predecessor are still being stopped.
+    pub recovering: bool,
+    pub tracking: TrackingJson,
     pub tasks: Counts,
     pub checkpoint: CheckpointHealth,
 }

@@ -127,13 +127,78 @@ pub fn log_event(e: &Event) {
         } => {
             info!(task = %name, pid, reason = ?reason, "stopping task (SIGTERM to its process group)")
         }
-        Event::StopEscalated {
-            name, pid, after, ..
-        } => {
-            warn!(task = %name, pid, after = %secs(*after), "task did not stop after SIGTERM; sending SIGKILL to its process group")
+        Event::StopEscalated { name, after, .. } => {
+            warn!(task = %name, after = %secs(*after), "did not stop after SIGTERM; sending SIGKILL to the rest of the group")
         }
-        Event::StopFailed { name, pgid, .. } => {
-            error!(task = %name, pgid, "processes of the task survived SIGKILL; giving up on them")
+        Event::StopFailed { name, .. } => {
+            error!(task = %name, "processes survived SIGKILL; giving up on them")
+        }
+        Event::RemainsKilled {
+            name, generation, ..
+        } => {
+            info!(task = %name, generation, "the dead leader left processes behind; killing them before the restart")
+        }
+        Event::LeftoverStopping {
+            name,
+            generation,
+            pid,
+            via,
+            blocks_task,
+        } => {
+            let task = name.as_deref().unwrap_or("-");
+            let pid = pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+            let generation = generation
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| "-".into());
+            info!(task = %task, pid = %pid, generation = %generation, via, waits_for_it = blocks_task, "stopping a leftover of the previous supervisor")
+        }
+        Event::LeftoverStopped { name, failed, took } => {
+            let task = name.as_deref().unwrap_or("-");
+            if *failed {
+                error!(task = %task, took = %secs(*took), "a leftover survived SIGKILL; giving up on it")
+            } else {
+                info!(task = %task, took = %secs(*took), "leftover stopped")
+            }
+        }
+        Event::LeftAlone {
+            reason,
+            tasks,
+            pids,
+            writer,
+        } => {
+            let tasks = if tasks.is_empty() {
+                "-".to_string()
+            } else {
+                tasks.join(",")
+            };
+            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+            let pids = if pids.is_empty() {
+                "-".to_string()
+            } else {
+                pids.join(",")
+            };
+            match writer {
+                Some(w) => {
+                    warn!(tasks = %tasks, pids = %pids, writer_pid = w, why = reason.as_str(), "recovery: left alone: the dump's own supervisor still runs them (was the dump copied?)")
+                }
+                None => {
+                    info!(tasks = %tasks, pids = %pids, why = reason.as_str(), "recovery: dump entries or processes left alone")
+                }
+            }
+        }
+        Event::RecoveryFinished {
+            stopped,
+            failed,
+            took,
+        } => {
+            if *failed > 0 {
+                error!(stopped, failed, took = %secs(*took), "recovery: leftovers of the previous supervisor stopped, some survived SIGKILL")
+            } else {
+                info!(stopped, took = %secs(*took), "recovery: leftovers of the previous supervisor stopped")
+            }
+        }
+        Event::Invalid { name, what } => {
+            error!(task = %name, transition = %what, "internal error: a state change the supervisor does not allow (please report)")
         }
         Event::Stopped { name, .. } => info!(task = %name, "task stopped"),
         Event::Removed { name, .. } => info!(task = %name, "task removed"),
@@ -144,6 +209,7 @@ pub fn log_event(e: &Event) {
 /// `{"type": "exited", "task": "web", "at_unix_ms": ..., ...}`.
 pub fn event_json(e: &Event, at_unix_ms: u64) -> serde_json::Value {
     use serde_json::json;
+    let none = String::new();
     let (kind, name, mut extra) = match e {
         Event::Added { name, .. } => ("added", name, json!({})),
         Event::Started {
@@ -233,8 +299,47 @@ pub fn event_json(e: &Event, at_unix_ms: u64) -> serde_json::Value {
         Event::Stopping {
             name, pid, reason, ..
         } => ("stopping", name, json!({"pid": pid, "reason": reason})),
-        Event::StopEscalated { name, pid, .. } => ("stop_escalated", name, json!({"pid": pid})),
-        Event::StopFailed { name, pgid, .. } => ("stop_failed", name, json!({"pgid": pgid})),
+        Event::StopEscalated { name, .. } => ("stop_escalated", name, json!({})),
+        Event::StopFailed { name, .. } => ("stop_failed", name, json!({})),
+        Event::RemainsKilled {
+            name, generation, ..
+        } => ("remains_killed", name, json!({"generation": generation})),
+        Event::LeftoverStopping {
+            name,
+            generation,
+            pid,
+            via,
+            ..
+        } => (
+            "leftover_stopping",
+            name.as_ref().unwrap_or(&none),
+            json!({"pid": pid, "generation": generation, "via": via}),
+        ),
+        Event::LeftoverStopped { name, failed, took } => (
+            "leftover_stopped",
+            name.as_ref().unwrap_or(&none),
+            json!({"failed": failed, "took_secs": took.as_secs_f64()}),
+        ),
+        Event::LeftAlone {
+            reason,
+            tasks,
+            pids,
+            writer,
+        } => (
+            "left_alone",
+            &none,
+            json!({"why": reason.as_str(), "tasks": tasks, "pids": pids, "writer_pid": writer}),
+        ),
+        Event::RecoveryFinished {
+            stopped,
+            failed,
+            took,
+        } => (
+            "recovery_finished",
+            &none,
+            json!({"stopped": stopped, "failed": failed, "took_secs": took.as_secs_f64()}),
+        ),
+        Event::Invalid { name, what } => ("invalid_transition", name, json!({"what": what})),
         Event::Stopped { name, .. } => ("stopped", name, json!({})),
         Event::Removed { name, .. } => ("removed", name, json!({})),
     };

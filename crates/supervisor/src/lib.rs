@@ -4,11 +4,16 @@
 //! - `cli`: flags.
 //! - `startup`: read and validate the task list, take the dump lock, recover, build the core.
 //! - `daemon`: the event loop that owns the core and carries out its actions.
-//! - `spawn`: posix_spawn of one task (own session, files, markers); port probes.
+//! - `spawn`: starting one task (clone3 into its cgroup, own session, files, markers, limits);
+//!   the path rule; port probes.
+//! - `precheck`: what must hold of a task's files before anything starts.
+//! - `tracking`: which processes belong to a group the core names (cgroups, or process groups
+//!   and markers), and signalling, checking and releasing them.
 //! - `reaper`: the single `waitid` reaper.
-//! - `kill`: signalling groups of our own children, and pidfd-pinned strangers-proof signals.
+//! - `kill`: signalling a process group.
 //! - `checkpoint_io`: the dump lock, reading and writing the dump.
-//! - `recovery`: stopping what a crashed predecessor left running.
+//! - `recovery`: the facts about what a crashed predecessor may have left running, for the core
+//!   to judge; and the final sweep's.
 //! - `events`: one log line (and one JSON object for the event stream) per event.
 //! - `api`, `control`, `metrics`: the HTTP API, its requests to the loop, Prometheus metrics.
 //! - `report`: heartbeats and yo-yo events to an ubervisor (`--report-url`).
@@ -30,8 +35,10 @@ pub mod events;
 pub mod kill;
 pub mod logging;
 pub mod metrics;
+pub mod precheck;
 pub mod reaper;
 pub mod recovery;
 pub mod report;
 pub mod spawn;
 pub mod startup;
+pub mod tracking;

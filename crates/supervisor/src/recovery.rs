@@ -1,49 +1,25 @@
-//! Cleaning up after a crashed predecessor, before anything is spawned.
+//! What a crashed predecessor may have left running, as facts for the core to judge
+//! (`supervisor_core::core::recovery` decides; this module only looks).
 //!
-//! A process is a leftover of ours only if (a) the dump names it and its boot id, pid and start
-//! time all still match and it leads its own session, as every task leader does, or it is in the
-//! process group of such a one (a group cannot be joined from another session); or (b) it carries
-//! this instance's marker in its environment (every task and descendant inherits it, so this also
-//! finds processes spawned after the last checkpoint). The supervisor itself, its ancestors and
-//! its own session are never leftovers, whatever a dump or an inherited marker says. Everything
-//! else is left alone, and the log says why. Signals go through pidfds whose start time was
-//! checked after opening.
+//! Looked at, before anything of this supervisor is spawned:
+//! - with cgroups: the folders `timeservice@<instance>` anywhere in the v2 hierarchy, for this
+//!   instance and (when the dump was copied or moved here) the dump's; every populated task
+//!   cgroup in them is reported, empty ones are removed;
+//! - every dump entry: whether its process still matches the recorded boot, pid and start time,
+//!   leads its own session, carries the dump instance's marker, is ours to protect, or is the
+//!   child of a live supervisor;
+//! - every process carrying this instance's marker, by task.
 //!
-//! Nothing of this supervisor runs yet, so every process that matches is a leftover, however
-//! recently it started: a leftover that ignores SIGTERM may fork during its grace period, and its
-//! children are leftovers too. So the scan is repeated until it finds nothing new; what later
-//! rounds find has been forked by processes that already had their grace period, and is killed
-//! at once.
-use crate::kill::{Pinned, stop_pinned};
-use crate::spawn::INSTANCE_VAR;
-use procio::procfs;
+//! And whether the supervisor that wrote the dump is still alive. The supervisor itself, its
+//! ancestors and its session are marked protected: never leftovers, whatever a dump says.
+use crate::checkpoint_io;
+use crate::spawn::{GENERATION_VAR, INSTANCE_VAR, TASK_VAR};
+use crate::tracking::{self, FoundGroup, Marker, Mode, Tracker};
+use procio::cgroup;
+use procio::{Pinned, procfs};
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
-use supervisor_core::Checkpoint;
-
-/// Scans after the first that may still find new leftovers before recovery gives up (and says
-/// so). A leftover that forks faster than it can be killed is the only way to need more than two.
-const MAX_ROUNDS: usize = 20;
-
-/// How long SIGKILLed leftovers get to be gone.
-const KILL_WAIT: Duration = Duration::from_secs(5);
-
-/// What recovery found and did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Report {
-    /// Processes stopped (leaders, group members and marked strays).
-    pub stopped: usize,
-    /// Dump entries skipped, by reason.
-    pub skipped: BTreeMap<&'static str, usize>,
-    /// Processes that survived SIGKILL (should be empty).
-    pub survivors: Vec<i32>,
-}
-
-impl Report {
-    pub fn skipped_total(&self) -> usize {
-        self.skipped.values().sum()
-    }
-}
+use std::path::{Path, PathBuf};
+use supervisor_core::{Checkpoint, EntryFacts, Evidence, Found, ProcessFacts, TaskRecord, Writer};
 
 /// The supervisor itself, its ancestors and its session: never signalled by recovery.
 struct Protected {
@@ -60,8 +36,8 @@ impl Protected {
         Protected {
             me,
             ancestors: procfs::ancestors(me).into_iter().collect(),
-            sid: own.map(|s| s.sid),
-            pgid: own.map(|s| s.pgid),
+            sid: own.as_ref().map(|s| s.sid),
+            pgid: own.as_ref().map(|s| s.pgid),
         }
     }
 
@@ -74,152 +50,256 @@ impl Protected {
     }
 }
 
-/// Stops every leftover of a previous incarnation of `instance`. `my_start` (this supervisor's
-/// start time) only tells, in the log, leftovers that were forked after it started.
-pub fn recover(
-    dump: Option<&Checkpoint>,
-    instance: &str,
-    boot_id: &str,
-    my_start: u64,
-    grace: Duration,
-) -> Report {
-    let mut report = Report::default();
+/// What recovery needs to know about this supervisor.
+pub struct Context<'a> {
+    pub dump: Option<&'a Checkpoint>,
+    pub instance: &'a str,
+    pub boot_id: &'a str,
+    /// This supervisor's dump file.
+    pub dump_path: &'a Path,
+}
+
+/// Everything found, and the highest generation the predecessor used.
+pub fn gather(ctx: &Context<'_>, tracker: &mut Tracker) -> (Vec<Found>, u64) {
     let protected = Protected::new();
-    let groups = verified_groups(dump, boot_id, &protected, &mut report);
-    let mut seen: HashSet<(i32, u64)> = HashSet::new();
-    for round in 0..=MAX_ROUNDS {
-        let targets = scan(&groups, instance, &protected, &mut seen, my_start);
-        if targets.is_empty() {
-            return report;
+    let writer = writer(ctx);
+    let mut found = Vec::new();
+    let mut max_generation = 0;
+    // Cgroups first: dump entries and marked processes inside them are covered by them.
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let (Mode::Cgroup { .. }, Some(h)) = (tracker.mode().clone(), tracker.hierarchy().cloned()) {
+        let mut instances = vec![ctx.instance.to_string()];
+        if let Some(d) = ctx.dump {
+            if d.supervisor.instance != ctx.instance {
+                instances.push(d.supervisor.instance.clone());
+            }
         }
-        if round == MAX_ROUNDS {
-            tracing::error!(
-                found = targets.len(),
-                rounds = MAX_ROUNDS,
-                "recovery: leftovers keep forking faster than they are killed; giving up on the rest"
-            );
-            report.survivors.extend(targets.iter().map(|p| p.pid));
-            return report;
+        for inst in &instances {
+            let name = tracking::root_name(inst);
+            for root in cgroup::find_named(h.mount(), 12, 200_000, |n| n == name) {
+                let ours = inst == ctx.instance;
+                for dir in cgroup::subtree(&root).into_iter().skip(1) {
+                    let Some((task, generation)) = tracking::task_of_dir(&dir) else {
+                        continue;
+                    };
+                    max_generation = max_generation.max(generation);
+                    if !cgroup::populated(&dir).unwrap_or(true) {
+                        let _ = cgroup::remove(&dir);
+                        continue;
+                    }
+                    let evidence = if ours {
+                        Evidence::OwnCgroup
+                    } else {
+                        Evidence::OtherCgroup { writer }
+                    };
+                    let id = tracker.add_found(FoundGroup::Cgroup(dir));
+                    found.push(Found {
+                        id,
+                        task: Some(task),
+                        generation: Some(generation),
+                        pid: None,
+                        evidence,
+                    });
+                }
+                roots.push(root);
+            }
         }
-        if round > 0 {
-            tracing::warn!(
-                found = targets.len(),
-                round,
-                "recovery: leftovers forked while being stopped; killing their children at once"
-            );
-        }
-        report.stopped += targets.len();
-        // The first round is the leftovers' grace period; later rounds find what they forked
-        // during it.
-        let g = if round == 0 { grace } else { Duration::ZERO };
-        report.survivors.extend(stop_pinned(&targets, g, KILL_WAIT));
     }
-    report
+    let hierarchy = tracker.hierarchy().cloned();
+    let in_roots = |pid: i32| -> bool {
+        match &hierarchy {
+            Some(h) => h
+                .of_pid(pid)
+                .is_ok_and(|d| roots.iter().any(|r| d.starts_with(r) && d != *r)),
+            None => false,
+        }
+    };
+    if let Some(d) = ctx.dump {
+        for rec in &d.tasks {
+            max_generation = max_generation.max(rec.generation);
+            let (facts, process, pinned) = entry_facts(d, rec, ctx.boot_id, &protected, &in_roots);
+            let id = tracker.add_found(FoundGroup::Procs {
+                pinned,
+                marker: None,
+            });
+            found.push(Found {
+                id,
+                task: Some(rec.name.clone()),
+                generation: Some(rec.generation),
+                pid: Some(rec.pid),
+                evidence: Evidence::DumpEntry {
+                    entry: facts,
+                    process,
+                    writer,
+                },
+            });
+        }
+    }
+    // Marked processes, by task. One group per task: without cgroups it is "everything that
+    // carries the markers", so what its members fork while being stopped is stopped too.
+    let mut by_task: BTreeMap<Option<String>, (Vec<Pinned>, ProcessFacts)> = BTreeMap::new();
+    for pid in procfs::pids_with_env(INSTANCE_VAR, ctx.instance) {
+        let Ok(s) = procfs::stat(pid) else { continue };
+        let Ok(Some(p)) = Pinned::open(pid, s.start_ticks) else {
+            continue;
+        };
+        let env = procfs::environ(pid).unwrap_or_default();
+        if let Some(g) = procfs::env_value(&env, GENERATION_VAR).and_then(|g| g.parse().ok()) {
+            max_generation = max_generation.max(g);
+        }
+        let task = procfs::env_value(&env, TASK_VAR);
+        let facts = ProcessFacts {
+            protected: protected.covers(&s),
+            parent_is_live_supervisor: parent_is_supervisor(&s),
+            in_found_cgroup: in_roots(pid),
+        };
+        let entry = by_task.entry(task).or_insert_with(|| (Vec::new(), facts));
+        // The group is only as trustworthy as its least trustworthy member.
+        entry.1.protected |= facts.protected;
+        entry.1.parent_is_live_supervisor |= facts.parent_is_live_supervisor;
+        entry.1.in_found_cgroup &= facts.in_found_cgroup;
+        entry.0.push(p);
+    }
+    for (task, (pinned, process)) in by_task {
+        let pid = pinned.first().map(|p| p.pid as u32);
+        let marker = (!matches!(tracker.mode(), Mode::Cgroup { .. })).then(|| Marker {
+            instance: ctx.instance.to_string(),
+            task: task.clone(),
+            max_generation,
+        });
+        let id = tracker.add_found(FoundGroup::Procs { pinned, marker });
+        found.push(Found {
+            id,
+            task,
+            generation: None,
+            pid,
+            evidence: Evidence::Marked { process },
+        });
+    }
+    (found, max_generation)
 }
 
-/// Process groups of dump entries that are provably leftovers of ours.
-fn verified_groups(
-    dump: Option<&Checkpoint>,
+/// What the shell checked of one dump entry, and its process (leader and group members,
+/// pinned while the leader is alive and so pins the group id) when it matches.
+fn entry_facts(
+    d: &Checkpoint,
+    rec: &TaskRecord,
     boot_id: &str,
     protected: &Protected,
-    report: &mut Report,
-) -> HashSet<i32> {
-    let mut groups = HashSet::new();
-    let skip = |report: &mut Report, why: &'static str| {
-        *report.skipped.entry(why).or_default() += 1;
+    in_roots: &dyn Fn(i32) -> bool,
+) -> (EntryFacts, ProcessFacts, Vec<Pinned>) {
+    let mut facts = EntryFacts::default();
+    let mut process = ProcessFacts::default();
+    let rec_boot = rec.boot_id.as_deref().unwrap_or(&d.supervisor.boot_id);
+    facts.recorded_in_this_boot = rec_boot == boot_id;
+    let Ok(pid) = i32::try_from(rec.pid) else {
+        return (facts, process, Vec::new());
     };
-    for rec in dump.map(|d| d.tasks.as_slice()).unwrap_or_default() {
-        let rec_boot = rec
-            .boot_id
-            .as_deref()
-            .or(dump.map(|d| d.supervisor.boot_id.as_str()));
-        if rec_boot != Some(boot_id) {
-            tracing::info!(task = %rec.name, pid = rec.pid, "dump entry left alone: recorded in another boot");
-            skip(report, "other boot");
+    let Ok(s) = procfs::stat(pid) else {
+        return (facts, process, Vec::new());
+    };
+    facts.alive = !s.is_zombie();
+    facts.has_start_time = rec.start_time.is_some();
+    facts.start_matches = rec.start_time == Some(s.start_ticks);
+    facts.leads_session = s.sid == pid && s.pgid == pid;
+    facts.marked =
+        procfs::environ_var(pid, INSTANCE_VAR).as_deref() == Some(d.supervisor.instance.as_str());
+    process.protected = protected.covers(&s);
+    process.parent_is_live_supervisor = parent_is_supervisor(&s);
+    process.in_found_cgroup = in_roots(pid);
+    let ok =
+        facts.recorded_in_this_boot && facts.alive && facts.start_matches && facts.leads_session;
+    if !ok {
+        return (facts, process, Vec::new());
+    }
+    let Ok(Some(leader)) = Pinned::open(pid, s.start_ticks) else {
+        facts.alive = false;
+        return (facts, process, Vec::new());
+    };
+    let mut pinned = vec![leader];
+    for other in procfs::all_pids() {
+        if other == pid {
             continue;
         }
-        let Ok(pid) = i32::try_from(rec.pid) else {
-            tracing::warn!(task = %rec.name, pid = rec.pid, "dump entry left alone: not a valid pid");
-            skip(report, "invalid pid");
-            continue;
-        };
-        let Some(want) = rec.start_time else {
-            tracing::warn!(task = %rec.name, pid, "dump entry left alone: no start time recorded, cannot prove it is ours");
-            skip(report, "no start time");
-            continue;
-        };
-        match procfs::stat(pid) {
-            Err(_) => {
-                tracing::info!(task = %rec.name, pid, "dump entry: process already gone");
-                skip(report, "gone");
-            }
-            Ok(s) if s.start_ticks != want => {
-                tracing::warn!(task = %rec.name, pid, recorded_start = want, actual_start = s.start_ticks,
-                    "dump entry left alone: pid now belongs to another process (pid reused)");
-                skip(report, "pid reused");
-            }
-            Ok(s) if s.is_zombie() => skip(report, "gone"),
-            Ok(s) if protected.covers(&s) => {
-                tracing::warn!(task = %rec.name, pid, "dump entry left alone: it is this supervisor, one of its ancestors or in its session");
-                skip(report, "the supervisor's own");
-            }
-            Ok(s) if s.sid != pid || s.pgid != pid => {
-                tracing::warn!(task = %rec.name, pid, pgid = s.pgid, sid = s.sid,
-                    "dump entry left alone: it does not lead its own session, as every task leader does");
-                skip(report, "not a task leader");
-            }
-            Ok(s) => {
-                groups.insert(s.pgid);
+        if let Ok(o) = procfs::stat(other) {
+            if o.pgid == pid && !o.is_zombie() && !protected.covers(&o) {
+                if let Ok(Some(p)) = Pinned::open(other, o.start_ticks) {
+                    pinned.push(p);
+                }
             }
         }
     }
-    groups
+    (facts, process, pinned)
 }
 
-/// Leftovers not handled yet: members of `groups` and processes carrying `instance`'s marker.
-fn scan(
-    groups: &HashSet<i32>,
-    instance: &str,
-    protected: &Protected,
-    seen: &mut HashSet<(i32, u64)>,
-    my_start: u64,
-) -> Vec<Pinned> {
-    let mut targets = Vec::new();
-    for pid in procfs::all_pids() {
-        let Ok(s) = procfs::stat(pid) else { continue };
-        if s.is_zombie() || seen.contains(&(pid, s.start_ticks)) {
-            continue;
-        }
-        let in_group = s.pgid > 1 && groups.contains(&s.pgid);
-        let marked = procfs::environ_var(pid, INSTANCE_VAR).as_deref() == Some(instance);
-        if !(in_group || marked) {
-            continue;
-        }
-        if protected.covers(&s) {
-            if marked {
-                tracing::warn!(
-                    pid,
-                    "a process carrying this instance's marker is the supervisor, one of its ancestors or in its session: left alone"
-                );
-            }
-            seen.insert((pid, s.start_ticks));
-            continue;
-        }
-        match Pinned::open(pid, s.start_ticks) {
-            Ok(Some(p)) => {
-                tracing::info!(
-                    pid,
-                    pgid = s.pgid,
-                    via = if in_group { "dump" } else { "marker" },
-                    forked_after_start = s.start_ticks > my_start,
-                    "stopping leftover of the previous supervisor"
-                );
-                seen.insert((pid, s.start_ticks));
-                targets.push(p);
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(pid, error = %e, "cannot pin leftover process; left alone"),
-        }
+/// Whether the dump's writer still runs: its pid and start time match a live process of this
+/// boot, or (when the dump names its file) that file's lock is held.
+fn writer(ctx: &Context<'_>) -> Writer {
+    let Some(d) = ctx.dump else {
+        return Writer {
+            pid: 0,
+            alive: false,
+        };
+    };
+    let w = &d.supervisor;
+    let me = std::process::id();
+    let by_pid = w.pid != me
+        && w.boot_id == ctx.boot_id
+        && i32::try_from(w.pid)
+            .ok()
+            .and_then(|p| procfs::stat(p).ok())
+            .is_some_and(|s| s.start_ticks == w.start_time && !s.is_zombie());
+    let by_lock = w
+        .dumpfile
+        .as_deref()
+        .map(Path::new)
+        .filter(|p| checkpoint_io::absolute(p) != checkpoint_io::absolute(ctx.dump_path))
+        .is_some_and(checkpoint_io::lock_is_held);
+    Writer {
+        pid: w.pid,
+        alive: by_pid || by_lock,
     }
-    targets
+}
+
+/// True when `s`'s parent is a running supervisor (not this one: it has no children yet).
+fn parent_is_supervisor(s: &procfs::Stat) -> bool {
+    if s.ppid <= 1 || s.ppid == std::process::id() as i32 {
+        return false;
+    }
+    let own = procfs::exe(std::process::id() as i32);
+    let parent = procfs::exe(s.ppid);
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", s.ppid)).unwrap_or_default();
+    (parent.is_some() && parent == own) || comm.trim() == "supervisor"
+}
+
+/// The final sweep's findings (every task is stopped by now): populated cgroups of ours and
+/// processes carrying our marker, as facts for the core.
+pub fn sweep(tracker: &mut Tracker) -> Vec<Found> {
+    let protected = Protected::new();
+    tracker
+        .sweep()
+        .into_iter()
+        .map(|(id, task, pid, in_cgroup)| {
+            let evidence = match pid {
+                None => Evidence::OwnCgroup,
+                Some(pid) => {
+                    let s = procfs::stat(pid as i32).ok();
+                    Evidence::Marked {
+                        process: ProcessFacts {
+                            protected: s.as_ref().is_none_or(|s| protected.covers(s)),
+                            parent_is_live_supervisor: s.as_ref().is_some_and(parent_is_supervisor),
+                            in_found_cgroup: in_cgroup,
+                        },
+                    }
+                }
+            };
+            Found {
+                id,
+                task,
+                generation: None,
+                pid,
+                evidence,
+            }
+        })
+        .collect()
 }

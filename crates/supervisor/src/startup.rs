@@ -9,16 +9,15 @@ use crate::cli::{Args, DEFAULT_LISTEN, Listen};
 use crate::daemon::{Daemon, DumpConfig};
 use crate::logging::LogTarget;
 use crate::metrics::Metrics;
-use crate::recovery;
 use crate::report;
+use crate::tracking::{Mode, Tracker};
+use crate::{precheck, recovery};
 use procio::procfs;
 use servicekit::http_client::Url;
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use supervisor_core::{
-    ConfigError, ConfigErrors, Core, Policy, SupervisorIdentity, TaskSpec, parse_task_list,
-};
+use supervisor_core::{ConfigErrors, Core, Policy, SupervisorIdentity, TaskSpec, parse_task_list};
 
 const USAGE_STDIN: &str = "supervisor reads its task list, a JSON array of tasks, from standard input.\n\
 Example:  ./bin/supervisor --port-range=8000-8099 < etc/tasks.json\n\
@@ -94,22 +93,9 @@ pub fn main(args: Args) -> ExitCode {
     }
 }
 
-/// The IO part of validation: every `input` file must be readable now.
+/// The IO part of validation (see [`precheck`]), in the same all-at-once report.
 fn check_files(specs: Vec<TaskSpec>) -> Result<Vec<TaskSpec>, ConfigErrors> {
-    let errors: Vec<ConfigError> = specs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            let path = s.input.as_ref()?;
-            let e = std::fs::File::open(path).err()?;
-            Some(ConfigError {
-                task: Some(i + 1),
-                name: Some(s.name.clone()),
-                field: Some("input".into()),
-                message: format!("cannot open {path} for reading: {e}"),
-            })
-        })
-        .collect();
+    let errors = precheck::check(&specs, 1);
     if errors.is_empty() {
         Ok(specs)
     } else {
@@ -193,11 +179,19 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         tracing::warn!(error = %std::io::Error::last_os_error(), "cannot become a child subreaper; escaped grandchildren will be reparented to init");
     }
+    crate::spawn::ensure_std_fds();
+    crate::spawn::keep_task_nofile();
     raise_fd_limit();
     keep_large_buffers_out_of_the_heap();
     crate::spawn::cloexec_inherited_fds();
     let boot_id = procfs::boot_id().context("cannot read the boot id")?;
     let my_start = checkpoint_io::own_start_ticks();
+    // The lock first: it creates the dump's folder, whose identity the instance id covers.
+    let lock = args
+        .dumpfile
+        .as_deref()
+        .map(DumpLock::acquire)
+        .transpose()?;
     let instance = checkpoint_io::instance_id(args.dumpfile.as_deref());
     let identity = SupervisorIdentity {
         instance: instance.clone(),
@@ -205,52 +199,51 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         start_time: my_start,
         boot_id: boot_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        dumpfile: args
+            .dumpfile
+            .as_deref()
+            .map(|p| checkpoint_io::absolute(p).display().to_string()),
     };
-    let _lock = match &args.dumpfile {
-        Some(path) => {
-            let lock = DumpLock::acquire(path)?;
+    // What a crashed predecessor left: found now, before anything is spawned; judged and
+    // stopped by the core, in the loop, while the API answers and unrelated tasks start.
+    let mut tracker = Tracker::new(&instance, !args.no_cgroups);
+    match tracker.mode() {
+        Mode::Cgroup { root } => {
+            tracing::info!(cgroup = %root.display(), "tasks are tracked by cgroup")
+        }
+        Mode::ProcessGroup { reason } => {
+            tracing::warn!(reason = %reason, "tasks are tracked by process group and markers, not cgroup")
+        }
+    }
+    let mut found = Vec::new();
+    let mut max_generation = 0;
+    if let Some(path) = &args.dumpfile {
+        {
             let dump = match checkpoint_io::read_dump(path) {
                 DumpRead::Missing => None,
                 DumpRead::Valid(c) => Some(c),
                 DumpRead::Corrupt { error, kept_as } => {
                     match kept_as {
                         Some(aside) => {
-                            tracing::error!(error = %error, kept_as = %aside.display(), "dump file is corrupt; kept aside, not trusted; recovering by marker scan only")
+                            tracing::error!(error = %error, kept_as = %aside.display(), "dump file is corrupt; kept aside, not trusted; recovering by cgroup and marker only")
                         }
                         None => {
-                            tracing::error!(error = %error, "dump file is unreadable and could not be moved aside; recovering by marker scan only")
+                            tracing::error!(error = %error, "dump file is unreadable and could not be moved aside; recovering by cgroup and marker only")
                         }
                     }
                     None
                 }
             };
-            let t = Instant::now();
-            let report = recovery::recover(
-                dump.as_deref(),
-                &instance,
-                &boot_id,
-                my_start,
-                args.stop_timeout,
-            );
-            let skipped: Vec<String> = report
-                .skipped
-                .iter()
-                .map(|(k, v)| format!("{v} {k}"))
-                .collect();
-            tracing::info!(
-                stopped = report.stopped,
-                skipped = report.skipped_total(),
-                skipped_why = %if skipped.is_empty() { "-".to_string() } else { skipped.join(", ") },
-                took_ms = t.elapsed().as_millis() as u64,
-                "recovery: leftovers of the previous supervisor stopped"
-            );
-            if !report.survivors.is_empty() {
-                tracing::error!(pids = ?report.survivors, "recovery: leftovers survived SIGKILL");
-            }
-            Some(lock)
+            let ctx = recovery::Context {
+                dump: dump.as_deref(),
+                instance: &instance,
+                boot_id: &boot_id,
+                dump_path: path,
+            };
+            (found, max_generation) = recovery::gather(&ctx, &mut tracker);
         }
-        None => None,
-    };
+    }
+    let _lock = lock;
     let policy = Policy {
         min_uptime: args.min_uptime,
         stop_timeout: args.stop_timeout,
@@ -265,6 +258,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
     let seed = u64::from(std::process::id()) ^ checkpoint_io::unix_ms(std::time::SystemTime::now());
     let now = Instant::now();
     let mut core = Core::new(now, policy, args.port_range, seed);
+    core.recover(now, found, max_generation);
     tracing::info!(
         pid = std::process::id(),
         version = env!("CARGO_PKG_VERSION"),
@@ -318,8 +312,17 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
             tokio::spawn(report::run(url, args.report_interval, control_tx.clone(), events_tx.subscribe()));
         }
         drop(control_tx);
-        let daemon = Daemon::new(core, identity, log, dump, Some(control_rx), events_tx, metrics)
-            .context("cannot start the checkpoint writer")?;
+        let daemon = Daemon::new(
+            core,
+            identity,
+            log,
+            dump,
+            tracker,
+            Some(control_rx),
+            events_tx,
+            metrics,
+        )
+        .context("cannot start the checkpoint writer")?;
         daemon.run().await
     })
 }

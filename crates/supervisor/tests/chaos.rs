@@ -138,15 +138,6 @@ pub mod proc_util {
         let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         if t > 0 { t as u64 } else { 100 }
     }
-
-    /// Pids of lines of a file (one per line).
-    pub fn pids_in(path: &std::path::Path) -> Vec<i32> {
-        fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    }
 }
 
 const INSTANCE_VAR: &str = "TIMESERVICE_SUPERVISOR";

@@ -201,6 +201,23 @@ pub fn run_to_exit(dir: &Path, tasks: &str, args: &[&str]) -> (Option<i32>, Stri
     (status.code(), err)
 }
 
+/// Pids a task appended to a file, one per start.
+pub fn pids_in(path: &Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// The live ones of [`pids_in`].
+pub fn alive_in(path: &Path) -> Vec<i32> {
+    pids_in(path)
+        .into_iter()
+        .filter(|p| testkit::pid_alive(*p))
+        .collect()
+}
+
 /// Reads a pid written by a task into a file.
 pub fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()

@@ -8,7 +8,8 @@
 //! diff before committing it).
 //!
 //! Also: property tests over the three parsers (task list, dump, log config) with proptest.
-use crate::chaos::proc_util::{pids_in, stat};
+use crate::chaos::proc_util::stat;
+use crate::common::pids_in;
 use crate::common::*;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -715,8 +716,10 @@ mod props {
                             instance,
                             pid,
                             start_time,
-                            boot_id,
+                            boot_id: boot_id.clone(),
                             version,
+                            dumpfile: (written_at_ms % 2 == 0)
+                                .then(|| format!("/run/{boot_id}.dump")),
                         },
                         written_at_ms,
                         clean,

@@ -1,6 +1,6 @@
 //! File-system faults: a dump folder (and a log folder) on a tiny tmpfs that fills up, output
 //! and input files that cannot be opened for one task.
-use crate::chaos::proc_util::pids_in;
+use crate::common::pids_in;
 use crate::common::*;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -259,12 +259,11 @@ fn a_full_log_folder_does_not_stop_the_supervisor() {
 #[test]
 fn unopenable_output_and_input_files_fail_only_their_task() {
     let mut sup = Sup::new();
-    std::fs::write(sup.path("blocker"), b"a file where a folder should be").unwrap();
-    std::fs::create_dir(sup.path("adir")).unwrap();
+    std::fs::create_dir(sup.path("logs")).unwrap();
     std::fs::write(sup.path("in.txt"), b"input\n").unwrap();
     let tasks = format!(
         "[{},{},{},{}]",
-        serde_json::json!({"name": "blocked", "command": ["sh", "-c", "echo $$ >> blocked.pids; exec sleep 1000"], "output": "blocker/out.log"}),
+        serde_json::json!({"name": "blocked", "command": ["sh", "-c", "echo $$ >> blocked.pids; exec sleep 1000"], "output": "logs/out.log"}),
         serde_json::json!({"name": "into-dir", "command": ["sh", "-c", "echo $$ >> into-dir.pids; exec sleep 1000"], "error": "adir"}),
         serde_json::json!({"name": "reader", "command": ["sh", "-c", "echo $$ >> reader.pids; exec sleep 1000"], "input": "in.txt"}),
         sh_task("ok", "echo $$ >> ok.pids; exec sleep 1000"),
@@ -272,6 +271,16 @@ fn unopenable_output_and_input_files_fail_only_their_task() {
     sup.start(&tasks, &["--log-level=debug", "--min-uptime=1ms"]);
     let ok = wait_pid_file(&sup.path("ok.pids"));
     wait_pid_file(&sup.path("reader.pids"));
+    // Everything was fine at start (it is checked then); now the files go bad under the
+    // running tasks: a file where the output folder was, a folder where the error file was.
+    std::fs::remove_dir_all(sup.path("logs")).unwrap();
+    std::fs::write(sup.path("logs"), b"a file where a folder should be").unwrap();
+    std::fs::remove_file(sup.path("adir")).unwrap();
+    std::fs::create_dir(sup.path("adir")).unwrap();
+    for f in ["blocked.pids", "into-dir.pids"] {
+        let p = wait_pid_file(&sup.path(f));
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
     let failures = |task: &str| {
         sup.log()
             .lines()
@@ -288,9 +297,8 @@ fn unopenable_output_and_input_files_fail_only_their_task() {
     );
     let log = sup.log();
     assert!(
-        log.contains(
-            "cannot create folder blocker for the output file: blocker is a file, not a folder"
-        ),
+        log.contains("cannot create folder logs for the output file: logs is a file, not a folder")
+            || log.contains("logs is a file, not a folder"),
         "{log}"
     );
     assert!(
@@ -327,13 +335,12 @@ fn unopenable_output_and_input_files_fail_only_their_task() {
     assert!(pid_alive(ok2));
 
     // Faults fixed: each task starts by itself at its next retry.
-    std::fs::remove_file(sup.path("blocker")).unwrap();
+    std::fs::remove_file(sup.path("logs")).unwrap();
     std::fs::remove_dir(sup.path("adir")).unwrap();
     std::fs::write(sup.path("in.txt"), b"input\n").unwrap();
     for f in ["blocked.pids", "into-dir.pids"] {
         assert!(
-            wait_for(Duration::from_secs(40), || !pids_in(&sup.path(f))
-                .is_empty()),
+            wait_for(Duration::from_secs(40), || pids_in(&sup.path(f)).len() == 2),
             "{f}: {}",
             sup.log()
         );
@@ -343,7 +350,7 @@ fn unopenable_output_and_input_files_fail_only_their_task() {
     )
     .len()
         == 2));
-    assert!(sup.path("blocker/out.log").is_file() && sup.path("adir").is_file());
+    assert!(sup.path("logs/out.log").is_file() && sup.path("adir").is_file());
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));
     assert!(sup.marked_pids().is_empty());

@@ -288,28 +288,41 @@ fn sighup_reopens_the_log_file() {
 }
 
 #[test]
-fn a_missing_executable_is_retried_without_harming_the_others() {
+fn a_program_that_vanishes_is_retried_without_harming_the_others() {
     let mut sup = Sup::new();
+    let script = sup.path("prog");
+    let write_script = || {
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho $$ >> ghost.pids\nexec sleep 1000\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    write_script();
     sup.start(
         &list(&[
-            serde_json::json!({"name": "ghost", "command": ["./no-such-program"]}).to_string(),
+            serde_json::json!({"name": "ghost", "command": ["./prog"]}).to_string(),
             sh_task("ok", "echo $$ > ok.pid; exec sleep 1000"),
         ]),
         &[],
     );
     wait_pid_file(&sup.path("ok.pid"));
+    let first = wait_pid_file(&sup.path("ghost.pids"));
+    // The program is deleted while it runs (an upgrade gone wrong), then its process dies.
+    std::fs::remove_file(&script).unwrap();
+    unsafe { libc::kill(first, libc::SIGKILL) };
     assert!(sup.wait_log("task could not be started"));
     let log = sup.log();
     assert!(
-        log.contains("task=ghost") && log.contains("no-such-program"),
+        log.contains("task=ghost") && log.contains("./prog does not exist"),
         "{log}"
     );
-    // Make the program appear: the backoff retry starts it without anyone's help.
-    let script = sup.path("no-such-program");
-    std::fs::write(&script, "#!/bin/sh\necho $$ > ghost.pid\nexec sleep 1000\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let ghost = wait_pid_file(&sup.path("ghost.pid"));
+    // Make the program appear again: the backoff retry starts it without anyone's help.
+    write_script();
+    let ghost = wait_for_value(LONG, || pids_in(&sup.path("ghost.pids")).get(1).copied())
+        .expect("restarted");
     assert!(pid_alive(ghost));
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));

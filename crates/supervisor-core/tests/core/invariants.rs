@@ -19,6 +19,7 @@ enum Op {
         after_ms: u64,
         code: i32,
         port_taken: bool,
+        remains: bool,
     },
     Wait(u64),
     ToggleFail(usize),
@@ -44,7 +45,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => t.clone().prop_map(Op::Stop),
         2 => t.clone().prop_map(Op::Start),
         2 => t.clone().prop_map(Op::Restart),
-        6 => (t.clone(), 0u64..2_000, -1i32..3, any::<bool>()).prop_map(|(task, after_ms, code, port_taken)| Op::Exit { task, after_ms, code, port_taken }),
+        6 => (t.clone(), 0u64..2_000, -1i32..3, any::<bool>(), prop::bool::weighted(0.2)).prop_map(|(task, after_ms, code, port_taken, remains)| Op::Exit { task, after_ms, code, port_taken, remains }),
         5 => prop_oneof![0u64..50, 0u64..2_000, 0u64..120_000].prop_map(Op::Wait),
         1 => t.clone().prop_map(Op::ToggleFail),
         1 => (0u16..5).prop_map(Op::ToggleBusy),
@@ -99,8 +100,14 @@ impl World {
     fn check(&mut self) -> Result<(), TestCaseError> {
         let sim = &self.sim;
         for (_, a) in &sim.log[self.seen_actions..] {
-            if let Action::Event(Event::StopFailed { pgid, .. }) = a {
-                self.abandoned.insert(*pgid);
+            if let Action::Event(Event::StopFailed { task: Some(id), .. }) = a {
+                let given_up: Vec<u32> = sim
+                    .procs
+                    .iter()
+                    .filter(|(_, t)| *t == id)
+                    .map(|(p, _)| *p)
+                    .collect();
+                self.abandoned.extend(given_up);
             }
         }
         if let Some(from) = self.shutdown_at {
@@ -112,6 +119,14 @@ impl World {
             );
         }
         self.seen_actions = sim.log.len();
+        // One timer per task and per stop job at most, however long the stops poll.
+        prop_assert!(
+            sim.core.timer_count() <= sim.core.task_count() + sim.core.stop_jobs(),
+            "{} timers for {} tasks and {} stop jobs",
+            sim.core.timer_count(),
+            sim.core.task_count(),
+            sim.core.stop_jobs()
+        );
         let views = sim.core.views();
         prop_assert_eq!(views.len(), sim.core.task_count());
         let range = sim.core.port_range().unwrap();
@@ -214,6 +229,7 @@ impl World {
                 after_ms,
                 code,
                 port_taken,
+                remains,
             } => {
                 wait(sim, ms(after_ms))?;
                 let pid = sim
@@ -222,6 +238,11 @@ impl World {
                     .and_then(|id| sim.core.view(id))
                     .and_then(|v| v.pid);
                 if let Some(pid) = pid {
+                    if port_taken {
+                        if let Some(p) = sim.port(NAMES[task]) {
+                            sim.taken_after_death.insert(p);
+                        }
+                    }
                     sim.procs.remove(&pid);
                     let status = if code < 0 {
                         SIGKILL
@@ -233,7 +254,7 @@ impl World {
                         Input::Exited {
                             pid,
                             status,
-                            port_taken,
+                            remains,
                         },
                     );
                 }
@@ -280,14 +301,13 @@ impl World {
                         port: 7000,
                     },
                     3 => Input::GroupStatus {
-                        task,
-                        generation,
+                        group: supervisor_core::GroupKey::Instance(generation),
                         empty: true,
                     },
                     _ => Input::Exited {
                         pid,
                         status: SIGKILL,
-                        port_taken: true,
+                        remains: true,
                     },
                 };
                 let before = sim.core.views();

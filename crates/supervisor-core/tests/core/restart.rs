@@ -3,7 +3,9 @@
 use crate::sim::*;
 use proptest::prelude::*;
 use std::time::Duration;
-use supervisor_core::{Action, BackoffReason, Event, ExitStatus, Input, TaskId, TaskState};
+use supervisor_core::{
+    Action, BackoffReason, Event, ExitStatus, GroupKey, Input, TaskId, TaskState,
+};
 
 /// Kills `name` after `uptime` of running, then waits for its restart. Returns the delay the
 /// core chose (zero for an immediate restart) and the actions of the death.
@@ -34,7 +36,7 @@ fn first_restart_after_a_death_is_immediate() {
         Input::Exited {
             pid: first,
             status: ExitStatus::Code { code: 3 },
-            port_taken: false,
+            remains: false,
         },
     );
     // Before the shell answers anything: the Spawn is already out, from this very call.
@@ -440,12 +442,12 @@ fn stale_inputs_are_ignored() {
         Input::Exited {
             pid: old_pid,
             status: SIGKILL,
-            port_taken: false,
+            remains: false,
         },
         Input::Exited {
             pid: 99_999,
             status: SIGKILL,
-            port_taken: true,
+            remains: true,
         },
         Input::Spawned {
             task: id,
@@ -486,19 +488,22 @@ fn stale_inputs_are_ignored() {
             port: before.port.unwrap(),
         },
         Input::GroupStatus {
-            task: id,
-            generation: before.generation,
+            group: GroupKey::Instance(before.generation),
             empty: true,
         },
         Input::GroupStatus {
-            task: id,
-            generation: old_gen,
+            group: GroupKey::Instance(old_gen),
             empty: false,
         },
         Input::GroupStatus {
-            task: TaskId(77),
-            generation: 0,
+            group: GroupKey::Found(0),
             empty: true,
+        },
+        Input::PortProbed {
+            task: id,
+            generation: before.generation,
+            port: before.port.unwrap(),
+            free: false,
         },
     ];
     for input in stale {

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use supervisor_core::{
-    Action, Core, Event, ExitStatus, Input, Policy, PortRange, TaskId, TaskSpec, TaskState,
-    TaskView,
+    Action, Core, Event, ExitStatus, Group, Input, Policy, PortRange, Sig, TaskId, TaskSpec,
+    TaskState, TaskView,
 };
 
 pub fn ms(n: u64) -> Duration {
@@ -53,6 +53,7 @@ pub fn policy() -> Policy {
         spawn_burst: 1_000.0,
         checkpoint_interval: None,
         checkpoint_coalesce: ms(100),
+        sweep_grace: secs(2),
     }
 }
 
@@ -77,6 +78,16 @@ pub struct Sim {
     pub fail: HashSet<String>,
     /// Ports the bind probe finds in use.
     pub busy_ports: HashSet<u16>,
+    /// Ports the next post-mortem probe finds in use (once each).
+    pub taken_after_death: HashSet<u16>,
+    /// Every group the core released.
+    pub released: Vec<supervisor_core::GroupKey>,
+    /// Found groups (recovery's leftovers, the sweep's strays) still alive. TERM empties one
+    /// when `die_on_signal`; KILL always does.
+    pub found_alive: HashSet<u64>,
+    /// Sweeps asked, and what the next one finds.
+    pub sweeps: usize,
+    pub sweep_finds: Vec<supervisor_core::Found>,
     /// Answer to `CheckGroup` once the leader is gone.
     pub group_empty: bool,
     /// A process dies as soon as it is signalled.
@@ -109,6 +120,11 @@ impl Sim {
             pending_spawns: Vec::new(),
             fail: HashSet::new(),
             busy_ports: HashSet::new(),
+            taken_after_death: HashSet::new(),
+            released: Vec::new(),
+            found_alive: HashSet::new(),
+            sweeps: 0,
+            sweep_finds: Vec::new(),
             group_empty: true,
             die_on_signal: false,
             kill_empties_group: false,
@@ -160,46 +176,84 @@ impl Sim {
                             .push((task, generation, port, spec.name.clone()));
                     }
                 }
-                Action::Signal { pgid, sig, .. } => {
-                    assert_ne!(pgid, 0, "never signal group 0 (the supervisor's own)");
-                    if self.kill_empties_group && sig == supervisor_core::Sig::Kill {
+                Action::Signal { group, sig, .. } => {
+                    let leader = match &group {
+                        Group::Instance { leader, .. } => *leader,
+                        Group::Found { id } => {
+                            if sig == Sig::Kill || self.die_on_signal {
+                                self.found_alive.remove(id);
+                            }
+                            None
+                        }
+                    };
+                    assert_ne!(
+                        leader,
+                        Some(0),
+                        "never signal group 0 (the supervisor's own)"
+                    );
+                    if self.kill_empties_group && sig == Sig::Kill {
                         self.group_empty = true;
                     }
-                    if self.die_on_signal && self.procs.remove(&pgid).is_some() {
+                    let dies = self.die_on_signal
+                        && leader.is_some_and(|pid| self.procs.remove(&pid).is_some());
+                    if let (true, Some(pid)) = (dies, leader) {
                         let signal = match sig {
-                            supervisor_core::Sig::Term => 15,
-                            supervisor_core::Sig::Kill => 9,
+                            Sig::Term => 15,
+                            Sig::Kill => 9,
                         };
                         let status = ExitStatus::Signal {
                             signal,
                             core_dumped: false,
                         };
+                        let remains = !self.group_empty;
                         self.core.handle(
                             self.now,
                             Input::Exited {
-                                pid: pgid,
+                                pid,
                                 status,
-                                port_taken: false,
+                                remains,
                             },
                         );
                     }
                 }
-                Action::CheckGroup {
-                    task,
-                    generation,
-                    pgid,
-                    ..
-                } => {
+                Action::CheckGroup { group } => {
                     self.group_checks += 1;
-                    let empty = self.group_empty && !self.procs.contains_key(&pgid);
+                    let empty = match &group {
+                        Group::Instance { leader, .. } => {
+                            self.group_empty && !leader.is_some_and(|p| self.procs.contains_key(&p))
+                        }
+                        Group::Found { id } => !self.found_alive.contains(id),
+                    };
                     self.core.handle(
                         self.now,
                         Input::GroupStatus {
-                            task,
-                            generation,
+                            group: group.key(),
                             empty,
                         },
                     );
+                }
+                Action::ProbePort {
+                    task,
+                    generation,
+                    port,
+                } => {
+                    let free =
+                        !self.busy_ports.contains(&port) && !self.taken_after_death.remove(&port);
+                    self.core.handle(
+                        self.now,
+                        Input::PortProbed {
+                            task,
+                            generation,
+                            port,
+                            free,
+                        },
+                    );
+                }
+                Action::Release { group } => self.released.push(group.key()),
+                Action::Sweep => {
+                    self.sweeps += 1;
+                    let found = std::mem::take(&mut self.sweep_finds);
+                    self.core.handle(self.now, Input::Swept { found });
                 }
                 Action::Checkpoint => {
                     self.checkpoints.push(self.at());
@@ -279,8 +333,20 @@ impl Sim {
         self.advance(d)
     }
 
-    /// The task's process exits on its own.
+    /// The task's process exits on its own; what else is in its group is `group_empty`.
+    /// `port_taken`: the post-mortem probe finds its port held by another process.
     pub fn exit(&mut self, name: &str, status: ExitStatus, port_taken: bool) -> Vec<Action> {
+        if port_taken {
+            if let Some(p) = self.port(name) {
+                self.taken_after_death.insert(p);
+            }
+        }
+        let remains = !self.group_empty;
+        self.exit_with(name, status, remains)
+    }
+
+    /// The task's process exits; `remains`: processes of its instance live on.
+    pub fn exit_with(&mut self, name: &str, status: ExitStatus, remains: bool) -> Vec<Action> {
         let pid = self.pid(name);
         self.procs.remove(&pid);
         self.core.handle(
@@ -288,15 +354,15 @@ impl Sim {
             Input::Exited {
                 pid,
                 status,
-                port_taken,
+                remains,
             },
         );
         self.drain()
     }
 
-    /// The task's process is killed from outside (SIGKILL).
+    /// The task's process, alone in its group, is killed from outside (SIGKILL).
     pub fn kill(&mut self, name: &str) -> Vec<Action> {
-        self.exit(name, SIGKILL, false)
+        self.exit_with(name, SIGKILL, false)
     }
 
     /// Feeds an input and drains.
@@ -358,11 +424,18 @@ pub fn spawns(actions: &[Action]) -> Vec<(TaskId, Option<u16>)> {
         .collect()
 }
 
-pub fn signals(actions: &[Action]) -> Vec<(u32, supervisor_core::Sig)> {
+/// `(leader, signal)` of every `Signal` to a task instance in `actions`.
+pub fn signals(actions: &[Action]) -> Vec<(u32, Sig)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Signal { pgid, sig, .. } => Some((*pgid, *sig)),
+            Action::Signal {
+                group: Group::Instance {
+                    leader: Some(pid), ..
+                },
+                sig,
+                ..
+            } => Some((*pid, *sig)),
             _ => None,
         })
         .collect()

@@ -51,8 +51,8 @@ fn stop_sends_term_then_kill_after_stop_timeout() {
         1
     );
     assert!(
-        acts.iter()
-            .any(|a| matches!(a, Action::CheckGroup { pgid, .. } if *pgid == pid))
+        !acts.iter().any(|a| matches!(a, Action::CheckGroup { .. })),
+        "the shell said nothing of the group remains: no check needed"
     );
     assert_eq!(stopped_events(&acts), 1);
     let v = sim.view("w");
@@ -131,14 +131,17 @@ fn stop_fails_after_kill_timeout_when_the_group_will_not_die() {
     let acts = sim.advance(secs(5) - Duration::from_nanos(1));
     assert_eq!(count(&acts, |e| matches!(e, Event::StopFailed { .. })), 0);
     let acts = sim.advance(Duration::from_nanos(1));
-    let failed: Vec<u32> = events(&acts)
+    let failed: Vec<&str> = events(&acts)
         .into_iter()
         .filter_map(|e| match e {
-            Event::StopFailed { pgid, .. } => Some(*pgid),
+            Event::StopFailed { task, name } => {
+                assert_eq!(*task, Some(sim.id("w")));
+                Some(name.as_str())
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(failed, [pid]);
+    assert_eq!(failed, ["w"]);
     assert_eq!(stopped_events(&acts), 1);
     let v = sim.view("w");
     assert_eq!((v.state, v.pid, v.port), (TaskState::Stopped, None, None));
@@ -153,12 +156,25 @@ fn a_group_check_that_finds_stragglers_keeps_the_task_stopping() {
     sim.drain();
     sim.group_empty = false;
     sim.advance(ms(100));
+    let before = sim.group_checks;
     sim.exit("w", SIGTERM, false);
     assert_eq!(sim.state("w"), TaskState::Stopping);
-    assert_eq!(sim.core.poll_timeout(), Some(sim.now + ms(20)));
-    let before = sim.group_checks;
-    sim.advance(ms(20));
-    assert_eq!(sim.group_checks, before + 1, "asked again");
+    assert_eq!(sim.group_checks, before + 1, "looked at once");
+    // Then again after 1 ms, 2 ms, 4 ms ... up to every 20 ms: a group that empties quickly
+    // is seen gone quickly, and a slow one costs one check per 20 ms.
+    let mut gaps = Vec::new();
+    let mut last = sim.now;
+    for _ in 0..8 {
+        let next = sim.core.poll_timeout().unwrap();
+        gaps.push(next - last);
+        last = next;
+        sim.advance(next - sim.now);
+    }
+    assert_eq!(
+        gaps,
+        [ms(1), ms(2), ms(4), ms(8), ms(16), ms(20), ms(20), ms(20)]
+    );
+    assert_eq!(sim.group_checks, before + 9, "asked at every wake-up");
     sim.group_empty = true;
     let acts = sim.advance(ms(20));
     assert_eq!(stopped_events(&acts), 1);

@@ -1,0 +1,97 @@
+//! Control requests from the API, and the snapshot its read-only endpoints are built from.
+use super::Daemon;
+use crate::control::{ApiError, CheckpointHealth, Envelope, Reply, Request, Snapshot, TaskJson};
+use crate::precheck;
+use std::collections::HashSet;
+use std::time::Instant;
+use supervisor_core::{ConfigErrors, parse_task};
+
+impl Daemon {
+    pub(super) fn on_control(&mut self, env: Envelope) {
+        let reply = self.answer(env.request);
+        // The requester may have given up (timeout, closed connection): nothing to do then.
+        let _ = env.reply.send(reply);
+    }
+
+    fn answer(&mut self, request: Request) -> Reply {
+        let now = Instant::now();
+        let result = match request {
+            Request::Snapshot => return Reply::Snapshot(Box::new(self.snapshot(now))),
+            Request::GetTask(name) => {
+                return self
+                    .task_json(&name, now)
+                    .map_or_else(Reply::Error, |t| Reply::Task(Box::new(t)));
+            }
+            Request::Start(name) => self.core.start(now, &name),
+            Request::Stop(name) => self.core.stop(now, &name),
+            Request::Restart(name) => self.core.restart(now, &name),
+            Request::Remove(name) => self.core.remove(now, &name),
+            Request::Add(value) => return self.add(now, &value),
+        };
+        match result {
+            Ok(()) => Reply::Done,
+            Err(e) => Reply::Error(e.into()),
+        }
+    }
+
+    /// `POST /tasks`: validated like the task list, the file system checks included.
+    fn add(&mut self, now: Instant, value: &serde_json::Value) -> Reply {
+        let taken: HashSet<String> = self
+            .core
+            .views()
+            .into_iter()
+            .map(|v| v.spec.name.clone())
+            .collect();
+        let index = self.core.task_count() + 1;
+        let spec = match parse_task(value, index, &taken, self.core.port_range()) {
+            Ok(s) => s,
+            Err(e) => return Reply::Error(ApiError::from(e)),
+        };
+        let problems = precheck::check_one(&spec, index);
+        if !problems.is_empty() {
+            return Reply::Error(ApiError::from(ConfigErrors(problems)));
+        }
+        let name = spec.name.clone();
+        tracing::info!(task = %name, argv = ?spec.command, "task added through the API");
+        match self.core.add_task(now, spec) {
+            Ok(_) => self
+                .task_json(&name, now)
+                .map_or_else(Reply::Error, |t| Reply::Added(Box::new(t))),
+            Err(e) => Reply::Error(e.into()),
+        }
+    }
+
+    fn task_json(&self, name: &str, now: Instant) -> Result<TaskJson, ApiError> {
+        let id = self
+            .core
+            .task_id(name)
+            .ok_or_else(|| ApiError::new(404, format!("no task named {name:?}")))?;
+        let v = self
+            .core
+            .view(id)
+            .ok_or_else(|| ApiError::new(404, format!("no task named {name:?}")))?;
+        Ok(TaskJson::from_view(&v, now, &self.clock))
+    }
+
+    /// The state the read-only requests need; the API thread does the rest.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        Snapshot {
+            views: self.core.views(),
+            now,
+            clock: self.clock,
+            started: self.started,
+            instance: self.identity.instance.clone(),
+            shutting_down: self.core.is_shutting_down(),
+            recovering: self.core.recovering(),
+            tracking: self.tracker.mode().clone(),
+            checkpoint: CheckpointHealth {
+                enabled: self.dump.is_some(),
+                path: self.dump.as_ref().map(|d| d.path.display().to_string()),
+                last_age_secs: self
+                    .last_checkpoint_ok
+                    .map(|t| now.saturating_duration_since(t).as_secs_f64()),
+                last_error: self.last_checkpoint_error.clone(),
+            },
+        }
+    }
+}
