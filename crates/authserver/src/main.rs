@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - `cli`: flags. `store`: the map and its JSON dump format. `checkpoint`: writing the dump
-//!   (interval and shutdown). `routes`: `/get`, `/set`, `/monitor`.
+//!   (interval and shutdown). `routes`: `/get`, `/set`, `/monitor`. `metrics`: `/metrics`
+//!   (Prometheus).
 //!
 //! # Theory of operation
 //! Start-up: flags (bad: exit 2), log config (bad: exit 2), dump file (corrupt or unreadable:
@@ -16,16 +17,18 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
-use servicekit::access_log::RequestStats;
+use servicekit::access_log::AccessLog;
 use servicekit::server::{Listening, RUNTIME_ERROR, Server};
 
 mod checkpoint;
 mod cli;
+mod metrics;
 mod routes;
 mod store;
 
 use checkpoint::Checkpointer;
 use cli::Cli;
+use metrics::Metrics;
 use routes::App;
 use store::Store;
 
@@ -62,10 +65,14 @@ fn main() -> ExitCode {
 async fn run(server: &Server, cli: Cli, store: Store, listening: Listening) -> ExitCode {
     let entries = store.len();
     let store = Arc::new(Mutex::new(store));
-    let checkpoint = cli
-        .dumpfile
-        .clone()
-        .map(|path| Arc::new(Checkpointer::new(path, store.clone())));
+    let metrics = Metrics::default();
+    let checkpoint = cli.dumpfile.clone().map(|path| {
+        Arc::new(Checkpointer::new(
+            path,
+            store.clone(),
+            metrics.dumps.clone(),
+        ))
+    });
     let periodic = checkpoint.clone().map(|c| {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         (
@@ -73,9 +80,14 @@ async fn run(server: &Server, cli: Cli, store: Store, listening: Listening) -> E
             tokio::spawn(c.run_periodically(cli.checkpoint_interval, stopped)),
         )
     });
+    let log = AccessLog {
+        stats: Default::default(),
+        metrics: metrics.http.clone(),
+    };
     let app = Arc::new(App {
         store,
-        stats: Arc::new(RequestStats::default()),
+        log: log.clone(),
+        metrics,
         checkpoint: checkpoint.clone(),
     });
     tracing::info!(
@@ -86,7 +98,7 @@ async fn run(server: &Server, cli: Cli, store: Store, listening: Listening) -> E
         version = env!("CARGO_PKG_VERSION"),
         "authserver listening"
     );
-    let served = listening.serve(routes::router(app)).await;
+    let served = listening.serve(routes::router(app), log).await;
     if let Some((stop, task)) = periodic {
         // Let a dump in progress finish before the final one (see `run_periodically`).
         let _ = stop.send(());
