@@ -21,7 +21,7 @@ pub struct App {
     /// What the access log records, for `/monitor` and `/metrics`.
     pub log: AccessLog,
     pub metrics: Metrics,
-    /// `None` without `--dumpfile`.
+    /// `None` with `--dumpfile=none`.
     pub checkpoint: Option<Arc<Checkpointer>>,
 }
 
@@ -82,7 +82,7 @@ struct Snapshot {
     requests: BTreeMap<String, BTreeMap<String, u64>>,
     /// Sessions stored.
     entries: usize,
-    /// Absent without `--dumpfile`.
+    /// Absent with `--dumpfile=none`.
     checkpoint: Option<CheckpointStats>,
 }
 

@@ -7,3 +7,4 @@ mod common;
 mod dump;
 mod lifecycle;
 mod metrics;
+mod persist;

@@ -9,3 +9,4 @@ mod load;
 mod login;
 mod metrics;
 mod pages;
+mod sessions;
