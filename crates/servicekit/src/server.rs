@@ -1,8 +1,8 @@
 //! A server binary's life from parsed flags to exit code: the part every server shares.
 //!
 //! Exit codes are the supervisor's contract: 2 for usage errors (flags, log config, templates…),
-//! 1 for runtime errors (port taken, no runtime, no signal handlers, the server failed), 0 after
-//! a stop by SIGTERM/SIGINT. A fatal error goes to the log and, when the log does not reach
+//! 1 for runtime errors (port taken, no runtime, no signal handlers, and whatever the server's
+//! own code reports, such as a failed final dump), 0 after a stop by SIGTERM/SIGINT. A fatal error goes to the log and, when the log does not reach
 //! stderr, to stderr as well, prefixed with the program's name (a supervisor's error file catches
 //! it there).
 //!
