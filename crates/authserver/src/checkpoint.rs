@@ -4,10 +4,10 @@
 //! slow periodic dump can never land after (and undo) the newer final one. The file write and
 //! its fsyncs run on the blocking pool so request handling never waits on the disk.
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use servicekit::atomic_file::write_atomic;
 
@@ -23,9 +23,15 @@ pub struct Checkpointer {
     store: Arc<Mutex<Store>>,
     /// The store generation last written (or loaded); held across a whole dump.
     written_generation: tokio::sync::Mutex<u64>,
-    written: AtomicU64,
-    failed: AtomicU64,
+    counts: DumpCounts,
     last_error: Mutex<Option<String>>,
+}
+
+/// Dumps written and failed: Prometheus counters (atomics), shared with `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct DumpCounts {
+    pub written: Counter,
+    pub failed: Counter,
 }
 
 /// Checkpoint counters for `/monitor`.
@@ -39,15 +45,15 @@ pub struct CheckpointStats {
 
 impl Checkpointer {
     /// `store` was just loaded from `path` (or `path` did not exist): its state counts as
-    /// written, so an idle server does not rewrite an unchanged file.
-    pub fn new(path: PathBuf, store: Arc<Mutex<Store>>) -> Checkpointer {
+    /// written, so an idle server does not rewrite an unchanged file. Dumps are counted in
+    /// `counts`.
+    pub fn new(path: PathBuf, store: Arc<Mutex<Store>>, counts: DumpCounts) -> Checkpointer {
         let generation = lock(&store).generation();
         Checkpointer {
             path,
             store,
             written_generation: tokio::sync::Mutex::new(generation),
-            written: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+            counts,
             last_error: Mutex::new(None),
         }
     }
@@ -69,12 +75,12 @@ impl Checkpointer {
         match result {
             Ok(()) => {
                 *written_generation = generation;
-                self.written.fetch_add(1, Ordering::Relaxed);
+                self.counts.written.inc();
                 tracing::info!(path = %self.path.display(), entries, "dump written");
                 Ok(true)
             }
             Err(e) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.counts.failed.inc();
                 *self
                     .last_error
                     .lock()
@@ -110,8 +116,8 @@ impl Checkpointer {
     pub fn stats(&self) -> CheckpointStats {
         CheckpointStats {
             dumpfile: self.path.clone(),
-            written: self.written.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
+            written: self.counts.written.get(),
+            failed: self.counts.failed.get(),
             last_error: self
                 .last_error
                 .lock()
@@ -138,7 +144,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("auth.json");
         let store = Arc::new(Mutex::new(Store::default()));
-        let cp = Checkpointer::new(path.clone(), store.clone());
+        let cp = Checkpointer::new(path.clone(), store.clone(), DumpCounts::default());
         assert!(!cp.dump_if_changed().await.expect("nothing to do"));
         assert!(!path.exists());
 
@@ -158,7 +164,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("missing-folder").join("auth.json");
         let store = Arc::new(Mutex::new(Store::default()));
-        let cp = Checkpointer::new(path.clone(), store.clone());
+        let cp = Checkpointer::new(path.clone(), store.clone(), DumpCounts::default());
         lock(&store).set(Uuid::new_v4(), "Ada");
         let err = cp.dump_if_changed().await.expect_err("no folder");
         assert!(err.to_string().contains("missing-folder"), "{err}");

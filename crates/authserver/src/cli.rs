@@ -1,5 +1,9 @@
 //! Command-line flags. Names and defaults are the course's, so the brief's task list runs as is.
-use std::path::PathBuf;
+//!
+//! One default is ours: `--dumpfile` is `run/authserver.json` unless told otherwise (`none`
+//! turns persistence off). The brief's task list starts the auth server without the flag, and a
+//! restart under the supervisor must not log everyone out.
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -19,15 +23,46 @@ pub struct Cli {
     #[command(flatten)]
     pub server: ServerArgs,
 
-    /// JSON file of cookie → name: loaded at start, written at each checkpoint when something
-    /// changed and at SIGTERM/SIGINT. Without it, sessions live in memory only.
-    #[arg(long, value_name = "FILE")]
-    pub dumpfile: Option<PathBuf>,
+    /// JSON file of cookie → name, relative to the working folder: loaded at start, written at
+    /// each checkpoint when something changed and at SIGTERM/SIGINT, locked (FILE.lock) so that
+    /// two auth servers never share it. `none`: sessions live in memory only, and a restart logs
+    /// everyone out.
+    #[arg(long, value_name = "FILE|none", default_value = DEFAULT_DUMPFILE, value_parser = dumpfile)]
+    pub dumpfile: DumpFile,
 
     /// How often to write the dump file if something changed: a bare number is seconds; 500ms,
     /// 10s, 1m also work.
     #[arg(long = "checkpoint-interval", default_value = "10s", value_parser = positive_duration, value_name = "DURATION")]
     pub checkpoint_interval: Duration,
+}
+
+/// Where the sessions live when `--dumpfile` is not given: next to the supervisor's own dump
+/// when the brief's task list is run from the repository (`make run`).
+pub const DEFAULT_DUMPFILE: &str = "run/authserver.json";
+
+/// `--dumpfile`: a file, or none at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DumpFile {
+    At(PathBuf),
+    Off,
+}
+
+impl DumpFile {
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            DumpFile::At(p) => Some(p),
+            DumpFile::Off => None,
+        }
+    }
+}
+
+/// `none` turns the dump off (`./none` is a file of that name); an empty value is a mistake.
+fn dumpfile(s: &str) -> Result<DumpFile, String> {
+    match s {
+        "" => Err("empty; give a file name, or none to keep sessions in memory only".to_string()),
+        "none" => Ok(DumpFile::Off),
+        path => Ok(DumpFile::At(PathBuf::from(path))),
+    }
 }
 
 /// A checkpoint interval of 0 would mean a busy loop of dumps.
@@ -57,9 +92,32 @@ mod tests {
             c.server.log.as_deref(),
             Some(std::path::Path::new("etc/auth.xml"))
         );
-        assert_eq!(c.dumpfile, None);
+        assert_eq!(
+            c.dumpfile,
+            DumpFile::At(PathBuf::from("run/authserver.json"))
+        );
         assert_eq!(c.checkpoint_interval, Duration::from_secs(10));
         assert_eq!(c.server.drain_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn dumpfile_can_be_moved_or_turned_off() {
+        let parse = |arg: &str| Cli::try_parse_from(["authserver", arg]).map(|c| c.dumpfile);
+        assert_eq!(
+            parse("--dumpfile=/var/lib/auth.json").expect("a path"),
+            DumpFile::At(PathBuf::from("/var/lib/auth.json"))
+        );
+        assert_eq!(parse("--dumpfile=none").expect("off"), DumpFile::Off);
+        assert_eq!(
+            parse("--dumpfile=./none").expect("a file named none"),
+            DumpFile::At(PathBuf::from("./none"))
+        );
+        let err = parse("--dumpfile=").expect_err("empty");
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("none to keep sessions in memory"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `/get`, `/set` and `/monitor`, and the state they share.
+//! `/get`, `/set`, `/monitor` and `/metrics`, and the state they share.
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -8,29 +8,32 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use servicekit::access_log::{RequestStats, with_access_log};
+use servicekit::access_log::AccessLog;
 use uuid::Uuid;
 
 use crate::checkpoint::{CheckpointStats, Checkpointer, lock};
+use crate::metrics::{self, Metrics};
 use crate::store::Store;
 
 #[derive(Debug)]
 pub struct App {
     pub store: Arc<Mutex<Store>>,
-    pub stats: Arc<RequestStats>,
-    /// `None` without `--dumpfile`.
+    /// What the access log records, for `/monitor` and `/metrics`.
+    pub log: AccessLog,
+    pub metrics: Metrics,
+    /// `None` with `--dumpfile=none`.
     pub checkpoint: Option<Arc<Checkpointer>>,
 }
 
+/// The route table. Serving wraps it in the access log and the drain guard.
 pub fn router(app: Arc<App>) -> Router {
-    let stats = app.stats.clone();
-    let routes = Router::new()
+    Router::new()
         .route("/get", get(get_name))
         .route("/set", get(set_name))
         .route("/monitor", get(monitor))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
-        .with_state(app);
-    with_access_log(routes, stats)
+        .with_state(app)
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -79,13 +82,13 @@ struct Snapshot {
     requests: BTreeMap<String, BTreeMap<String, u64>>,
     /// Sessions stored.
     entries: usize,
-    /// Absent without `--dumpfile`.
+    /// Absent with `--dumpfile=none`.
     checkpoint: Option<CheckpointStats>,
 }
 
 async fn monitor(State(app): State<Arc<App>>) -> Json<impl Serialize> {
     Json(Snapshot {
-        requests: app.stats.snapshot(),
+        requests: app.log.stats.snapshot(),
         entries: lock(&app.store).len(),
         checkpoint: app.checkpoint.as_ref().map(|c| c.stats()),
     })
@@ -94,6 +97,6 @@ async fn monitor(State(app): State<Arc<App>>) -> Json<impl Serialize> {
 async fn not_found() -> (StatusCode, &'static str) {
     (
         StatusCode::NOT_FOUND,
-        "no such endpoint: use /get, /set or /monitor",
+        "no such endpoint: use /get, /set, /monitor or /metrics",
     )
 }

@@ -64,6 +64,6 @@ fn monitor_counts_requests_and_entries() {
     assert_eq!(m["requests"]["(unmatched)"]["404"], 1, "{m}");
     assert!(
         m["checkpoint"].is_null(),
-        "no --dumpfile, no checkpoints: {m}"
+        "--dumpfile=none, no checkpoints: {m}"
     );
 }

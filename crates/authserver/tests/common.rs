@@ -5,9 +5,15 @@ use testkit::{ServerProc, Spawner, start_on_free_port};
 
 pub use testkit::SOON;
 
-/// Starts `authserver` on a free port with `args`, waits until it listens.
+/// Starts `authserver` on a free port with `args`, waits until it listens. Unless `args` name
+/// a `--dumpfile`, sessions stay in memory: the default file is relative to the working folder,
+/// which parallel tests share.
 pub fn authserver(sp: &Spawner, args: &[&str]) -> ServerProc {
-    start_on_free_port(sp, "authserver", "--authport", args)
+    let mut all = args.to_vec();
+    if !args.iter().any(|a| a.starts_with("--dumpfile")) {
+        all.push("--dumpfile=none");
+    }
+    start_on_free_port(sp, "authserver", "--authport", &all)
 }
 
 /// Starts `authserver` with `--dumpfile=DUMP --checkpoint-interval=EVERY`.

@@ -6,3 +6,5 @@ mod api;
 mod common;
 mod dump;
 mod lifecycle;
+mod metrics;
+mod persist;

@@ -1,10 +1,11 @@
-//! One log line per request, and request counters by route and status for `/monitor`.
+//! One log line per request, request counters by route and status for `/monitor`, and the
+//! HTTP series of `/metrics` ([`HttpMetrics`]).
 //!
 //! Counters are keyed by the *route* (`/css/{file}`), not the raw path, so a scanner probing a
 //! million URLs cannot grow the map: everything that matched no route counts as
-//! [`UNMATCHED`]. A request whose client went away before the answer (axum drops the handler
-//! future) is still logged and counted, with [`CLIENT_CLOSED`] as its status, so every request
-//! leaves a trace.
+//! [`UNMATCHED`] (and as `other` in the metrics). A request whose client went away before the
+//! answer (axum drops the handler future) is still logged and counted, with [`CLIENT_CLOSED`] as
+//! its status, so every request leaves a trace.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,6 +15,8 @@ use axum::Router;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+
+use crate::metrics::HttpMetrics;
 
 /// Counter key for requests that matched no route.
 pub const UNMATCHED: &str = "(unmatched)";
@@ -60,24 +63,34 @@ impl RequestStats {
     }
 }
 
+/// Where the access log records what it sees.
+#[derive(Debug, Clone, Default)]
+pub struct AccessLog {
+    /// For `/monitor`.
+    pub stats: Arc<RequestStats>,
+    /// For `/metrics`.
+    pub metrics: HttpMetrics,
+}
+
 /// Wraps every route of `router` (and its fallback) in the access log.
-pub fn with_access_log<S>(router: Router<S>, stats: Arc<RequestStats>) -> Router<S>
+pub fn with_access_log<S>(router: Router<S>, log: AccessLog) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    router.layer(middleware::from_fn_with_state(stats, log_request))
+    router.layer(middleware::from_fn_with_state(log, log_request))
 }
 
-async fn log_request(State(stats): State<Arc<RequestStats>>, req: Request, next: Next) -> Response {
+async fn log_request(State(log): State<AccessLog>, req: Request, next: Next) -> Response {
+    log.metrics.started();
     let mut pending = Pending {
-        stats,
+        log,
         method: req.method().to_string(),
         // The path only: query strings carry session cookies and names.
         path: req.uri().path().to_string(),
         route: req
             .extensions()
             .get::<MatchedPath>()
-            .map_or_else(|| UNMATCHED.to_string(), |m| m.as_str().to_string()),
+            .map(|m| m.as_str().to_string()),
         peer: req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -92,10 +105,11 @@ async fn log_request(State(stats): State<Arc<RequestStats>>, req: Request, next:
 
 /// A request between arrival and answer. If it is dropped unfinished, the client went away.
 struct Pending {
-    stats: Arc<RequestStats>,
+    log: AccessLog,
     method: String,
     path: String,
-    route: String,
+    /// `None`: no route matched.
+    route: Option<String>,
     peer: Option<SocketAddr>,
     started: Instant,
     done: bool,
@@ -108,8 +122,11 @@ impl Pending {
     }
 
     fn emit(&self, status: u16) {
-        self.stats.record(&self.route, status);
-        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let took = self.started.elapsed();
+        let route = self.route.as_deref();
+        self.log.stats.record(route.unwrap_or(UNMATCHED), status);
+        self.log.metrics.finished(route, status, took);
+        let duration_ms = took.as_secs_f64() * 1000.0;
         let duration_ms = (duration_ms * 10.0).round() / 10.0;
         let peer = self.peer.map_or_else(|| "-".to_string(), |p| p.to_string());
         if status == CLIENT_CLOSED {

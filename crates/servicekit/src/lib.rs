@@ -9,8 +9,12 @@
 //! - [`logconfig`]: the course's seelog-style XML log configs, parsed and turned into a `tracing`
 //!   subscriber that writes to files and/or stderr.
 //! - [`access_log`]: axum middleware that writes one log line per request and counts requests by
-//!   route and status for `/monitor`.
+//!   route and status for `/monitor` and `/metrics`.
+//! - [`metrics`]: the HTTP series every server exports (requests, latency, in flight) and the
+//!   Prometheus text format.
 //! - [`shutdown`]: a future that resolves on SIGTERM or SIGINT.
+//! - [`drain`]: what a request gets while the server stops: a 503 with `Retry-After`, never a
+//!   closed connection.
 //! - [`serve`]: bind with a clear error, serve until a signal, then drain for a bounded time.
 //! - [`http_client`]: a small async HTTP/1.1 client (plain `http://`, one request per
 //!   connection, bounded in time and size) for the timeserver's auth calls and the supervisor's
@@ -24,15 +28,19 @@
 //! config is a usage error, exit 2). [`server::Server::run`] then starts the runtime, binds with
 //! [`serve::bind`] *before* anything slow (a taken port must fail at once: the supervisor moves on
 //! to the next port), installs [`shutdown::shutdown_signal`] and hands the bound listener to the
-//! server's own code, which serves its router, wrapped in [`access_log::with_access_log`], through
-//! [`serve::serve`]. When a signal arrives the listener stops accepting, requests in flight get the
-//! drain period to finish, and `serve` returns so that the server can save state before exiting.
+//! server's own code, which serves its routes through [`serve::serve`] (each request passes the
+//! access log, then the drain guard). When a signal arrives, new requests are answered 503, the
+//! listener closes once the connections already queued are taken, and requests in flight get the
+//! drain period to finish; those still running then are answered 503 too. `serve` returns so that
+//! the server can save state before exiting.
 
 pub mod access_log;
 pub mod atomic_file;
+pub mod drain;
 pub mod duration;
 pub mod http_client;
 pub mod logconfig;
+pub mod metrics;
 pub mod serve;
 pub mod server;
 pub mod shutdown;

@@ -1,18 +1,53 @@
-//! Binding and serving with a bounded drain.
+//! Binding, and serving until a signal with a drain that leaves no client without an answer.
 //!
-//! `axum::serve(..).with_graceful_shutdown(..)` waits for every connection to finish, however
-//! long: a `/time` request with a simulated 20 s delay would hold a stop for 20 s, and a stuck
-//! client forever. Here the server gets `drain` to finish what is in flight, then `serve` returns
-//! anyway so `main` can save state and exit within a known time.
-use std::future::{Future, IntoFuture};
+//! The accept loop is ours, with hyper's HTTP/1 connections and axum's router, rather than
+//! `axum::serve`: a stop here needs what that one does not do.
+//!
+//! 1. SIGTERM (or SIGINT): the [`Phase`] becomes `Draining`. Requests that arrive from now on are
+//!    answered `503` + `Retry-After` at once (see [`crate::drain`]); requests already running go on.
+//! 2. Every connection is told to finish: an idle keep-alive connection is closed at once
+//!    (cleanly, with a FIN), a busy one after its current answer.
+//! 3. Connections the kernel has already completed but nobody accepted yet would be *reset* when
+//!    the listener closes. They are accepted first (a non-blocking sweep of the queue) and served
+//!    like the rest, so their requests get the 503. Then the listener closes: later connections
+//!    are refused.
+//! 4. When every connection is done, `serve` returns [`Stopped::Drained`].
+//! 5. When `drain` runs out first, the phase becomes `CutOff`: each request still running is
+//!    answered `503` + `Retry-After` in place of its handler. The connections get
+//!    [`FLUSH_GRACE`] to write those answers and close; any still open then (a client that never
+//!    sent a whole request, or does not read) is dropped. `serve` returns
+//!    [`Stopped::DrainTimedOut`], and the caller saves its state and exits within a known time.
+//!
+//! Handlers can extract `ConnectInfo<SocketAddr>` (the peer): the access log uses it.
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use tokio::net::TcpListener;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower::ServiceExt;
 
+use crate::access_log::{AccessLog, with_access_log};
+use crate::drain::{Gate, Phase};
 use crate::shutdown::StopSignal;
+
+/// After the drain period, how long the connections get to write their 503s and close.
+pub const FLUSH_GRACE: Duration = Duration::from_secs(1);
+
+/// The most connections one sweep of the accept queue takes (the kernel caps the queue at
+/// `somaxconn`, 4096 by default; this only stops a flood from holding the stop forever).
+const MAX_BACKLOG_SWEEP: usize = 10_000;
 
 /// The listening address could not be bound (port taken, bad host, no permission).
 #[derive(Debug, thiserror::Error)]
@@ -48,133 +83,174 @@ pub fn host_port(host: &str, port: u16) -> String {
 pub enum Stopped {
     /// A signal arrived and every request in flight finished within the drain period.
     Drained(StopSignal),
-    /// A signal arrived and requests were still in flight when the drain period ran out.
-    DrainTimedOut(StopSignal),
+    /// A signal arrived and the drain period ran out: `cut_off` requests still running were
+    /// answered 503, and `dropped` connections were still open [`FLUSH_GRACE`] later.
+    DrainTimedOut {
+        signal: StopSignal,
+        cut_off: u64,
+        dropped: usize,
+    },
 }
 
-/// Serves `app` on `listener` until `stop` resolves, then drains for at most `drain`.
-///
-/// Handlers can extract `ConnectInfo<SocketAddr>` (the peer) — the access log uses it.
+/// Serves `routes`, behind the access log `log` and the drain guard, on `listener` until `stop`
+/// resolves; then drains for at most `drain` (plus [`FLUSH_GRACE`]), as the module doc says.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    routes: Router,
+    log: AccessLog,
     stop: impl Future<Output = StopSignal>,
     drain: Duration,
-) -> io::Result<Stopped> {
-    let (begin_drain, drain_requested) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        // An Err means the sender was dropped: also a reason to stop.
-        let _ = drain_requested.await;
-    });
-    let mut running = tokio::spawn(server.into_future());
-    let signal = tokio::select! {
-        joined = &mut running => {
-            // The server ended without being asked to: only an accept-loop error does that.
-            return Err(match joined {
-                Ok(Ok(())) => io::Error::other("the server stopped on its own"),
-                Ok(Err(e)) => e,
-                Err(e) => io::Error::other(format!("the server task failed: {e}")),
-            });
+) -> Stopped {
+    let (phase, watching) = watch::channel(Phase::Serving);
+    let gate = Gate::new(watching.clone());
+    // The guard inside the log: the 503s it gives are logged and counted like any answer.
+    let app = with_access_log(gate.guard(routes), log);
+    let mut conns = JoinSet::new();
+    tokio::pin!(stop);
+    let signal = loop {
+        tokio::select! {
+            biased;
+            s = &mut stop => break s,
+            // Reap finished connections as we go, so the set does not grow without bound.
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => spawn_connection(&mut conns, stream, peer, &app, &watching),
+                Err(e) => pause_after_accept_error(e).await,
+            },
         }
-        s = stop => s,
     };
-    tracing::info!(signal = %signal, drain_ms = drain.as_millis() as u64, "stopping: draining requests in flight");
-    let _ = begin_drain.send(());
-    match tokio::time::timeout(drain, &mut running).await {
-        Ok(Ok(Ok(()))) => Ok(Stopped::Drained(signal)),
-        Ok(Ok(Err(e))) => Err(e),
-        Ok(Err(e)) => Err(io::Error::other(format!("the server task failed: {e}"))),
-        Err(_) => {
-            running.abort();
-            tracing::warn!(signal = %signal, "requests still in flight after the drain period; dropping them");
-            Ok(Stopped::DrainTimedOut(signal))
+    let deadline = tokio::time::Instant::now() + drain;
+    tracing::info!(signal = %signal, drain_ms = drain.as_millis() as u64, open_connections = conns.len(), "stopping: draining requests in flight");
+    phase.send_replace(Phase::Draining);
+    for (stream, peer) in take_backlog(&listener) {
+        spawn_connection(&mut conns, stream, peer, &app, &watching);
+    }
+    drop(listener);
+
+    if tokio::time::timeout_at(deadline, join_all(&mut conns))
+        .await
+        .is_ok()
+    {
+        return Stopped::Drained(signal);
+    }
+    phase.send_replace(Phase::CutOff);
+    let flushed = tokio::time::timeout(FLUSH_GRACE, join_all(&mut conns))
+        .await
+        .is_ok();
+    let dropped = if flushed { 0 } else { conns.len() };
+    conns.shutdown().await;
+    Stopped::DrainTimedOut {
+        signal,
+        cut_off: gate.cut_off(),
+        dropped,
+    }
+}
+
+/// Serves one connection until it closes; when the stop begins, lets it finish the request it
+/// is on (or answer its first one, if it has not sent it yet) and close.
+fn spawn_connection(
+    conns: &mut JoinSet<()>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: &Router,
+    phase: &watch::Receiver<Phase>,
+) {
+    let asked = Arc::new(AtomicBool::new(false));
+    let service = app.clone().map_request({
+        let asked = asked.clone();
+        move |mut req: hyper::Request<Incoming>| {
+            asked.store(true, Ordering::Relaxed);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        }
+    });
+    let service = TowerToHyperService::new(service);
+    let mut phase = phase.clone();
+    conns.spawn(async move {
+        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            done = conn.as_mut() => return log_connection_end(peer, done),
+            // Ok: the stop began; Err: the server is gone. Either way, finish up.
+            _ = phase.wait_for(|p| *p != Phase::Serving) => {}
+        }
+        // Told to shut down before it has read anything, hyper closes a connection at once, and
+        // a first request on its way would meet a reset. A connection that has not asked yet is
+        // left to ask: its answer is the guard's 503, whose `Connection: close` closes it.
+        if asked.load(Ordering::Relaxed) {
+            conn.as_mut().graceful_shutdown();
+        }
+        log_connection_end(peer, conn.await);
+    });
+}
+
+fn log_connection_end(peer: SocketAddr, done: Result<(), hyper::Error>) {
+    if let Err(e) = done {
+        // A client that hangs up mid-request is routine; the access log has the request.
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+async fn join_all(conns: &mut JoinSet<()>) {
+    while conns.join_next().await.is_some() {}
+}
+
+/// After a failed `accept`: a connection that died in the queue concerns that client only; any
+/// other error (out of file descriptors, of memory) would repeat at once, so wait a moment.
+async fn pause_after_accept_error(e: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "cannot accept connections; trying again in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Every connection waiting in the listener's accept queue now.
+///
+/// The accept goes through a duplicate of the listening socket in std's type: a plain
+/// non-blocking `accept4` (the socket is `O_NONBLOCK`) sees the queue as it is, where tokio's
+/// `accept` would trust readiness that its reactor may not have updated yet.
+fn take_backlog(listener: &TcpListener) -> Vec<(TcpStream, SocketAddr)> {
+    let dup = match listener.as_fd().try_clone_to_owned() {
+        Ok(fd) => std::net::TcpListener::from(fd),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look at the accept queue; connections waiting there will be reset");
+            return Vec::new();
+        }
+    };
+    let mut taken = Vec::new();
+    while taken.len() < MAX_BACKLOG_SWEEP {
+        match dup.accept() {
+            Ok((stream, peer)) => {
+                match stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream))
+                {
+                    Ok(s) => taken.push((s, peer)),
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, error = %e, "cannot serve a queued connection")
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept the queued connections");
+                break;
+            }
         }
     }
+    taken
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn taken_port_names_the_address() {
-        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = held.local_addr().expect("addr").port();
-        let err = bind("127.0.0.1", port).await.expect_err("port is taken");
-        assert_eq!(err.source.kind(), io::ErrorKind::AddrInUse);
-        let msg = err.to_string();
-        assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
-    }
-
-    #[test]
-    fn host_port_brackets_bare_ipv6_literals_only() {
-        assert_eq!(host_port("::1", 7070), "[::1]:7070");
-        assert_eq!(host_port("[::1]", 7070), "[::1]:7070");
-        assert_eq!(host_port("localhost", 7070), "localhost:7070");
-        assert_eq!(host_port("127.0.0.1", 0), "127.0.0.1:0");
-    }
-
-    #[tokio::test]
-    async fn ipv6_literal_is_bracketed() {
-        // ::1 may be unavailable in a container; only the message shape is checked then.
-        match bind("::1", 0).await {
-            Ok(l) => assert!(l.local_addr().expect("addr").is_ipv6()),
-            Err(e) => assert!(e.addr.starts_with("[::1]:"), "{e}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn drain_is_bounded() {
-        let listener = bind("127.0.0.1", 0).await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let entered = std::sync::Arc::new(tokio::sync::Notify::new());
-        let in_handler = entered.clone();
-        let app = Router::new().route(
-            "/slow",
-            axum::routing::get(move || async move {
-                in_handler.notify_one();
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                "late"
-            }),
-        );
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let stop = async move {
-            let _ = stop_rx.await;
-            StopSignal::Term
-        };
-        let server = tokio::spawn(serve(listener, app, stop, Duration::from_millis(200)));
-        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        tokio::io::AsyncWriteExt::write_all(&mut conn, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("send");
-        entered.notified().await;
-        let started = std::time::Instant::now();
-        stop_tx.send(()).expect("stop");
-        let outcome = tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .expect("serve returned in time")
-            .expect("join")
-            .expect("serve ok");
-        assert_eq!(outcome, Stopped::DrainTimedOut(StopSignal::Term));
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
-
-    #[tokio::test]
-    async fn idle_server_drains_at_once() {
-        let listener = bind("127.0.0.1", 0).await.expect("bind");
-        let app = Router::new().route("/", axum::routing::get(|| async { "hi" }));
-        let outcome = serve(
-            listener,
-            app,
-            async { StopSignal::Int },
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("serve ok");
-        assert_eq!(outcome, Stopped::Drained(StopSignal::Int));
-    }
-}
+#[path = "serve_tests.rs"]
+mod tests;

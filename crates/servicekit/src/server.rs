@@ -1,8 +1,8 @@
 //! A server binary's life from parsed flags to exit code: the part every server shares.
 //!
 //! Exit codes are the supervisor's contract: 2 for usage errors (flags, log config, templates…),
-//! 1 for runtime errors (port taken, no runtime, no signal handlers, the server failed), 0 after
-//! a stop by SIGTERM/SIGINT. A fatal error goes to the log and, when the log does not reach
+//! 1 for runtime errors (port taken, no runtime, no signal handlers, and whatever the server's
+//! own code reports, such as a failed final dump), 0 after a stop by SIGTERM/SIGINT. A fatal error goes to the log and, when the log does not reach
 //! stderr, to stderr as well, prefixed with the program's name (a supervisor's error file catches
 //! it there).
 //!
@@ -19,12 +19,12 @@
 //! # }
 //! # async fn serve(server: &Server, listening: servicekit::server::Listening) -> ExitCode {
 //! #     tracing::info!(addr = %listening.addr(), "myserver listening");
-//! #     server.stopped(listening.serve(axum::Router::new()).await)
+//! #     let log = servicekit::access_log::AccessLog::default();
+//! #     server.stopped(listening.serve(axum::Router::new(), log).await)
 //! # }
 //! ```
 use std::fmt::Display;
 use std::future::Future;
-use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -33,6 +33,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::access_log::AccessLog;
 use crate::duration::parse_duration_arg;
 use crate::logconfig::{self, LogGuard};
 use crate::serve::{self, Stopped};
@@ -55,8 +56,9 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 
-    /// On SIGTERM/SIGINT, how long requests in flight get to finish (e.g. 5s, 500ms, 2) before
-    /// the server writes its final state, if it keeps any, and exits.
+    /// On SIGTERM/SIGINT, how long requests in flight get to finish (e.g. 5s, 500ms, 2). Those
+    /// still running then are answered 503 with Retry-After; the server writes its final state,
+    /// if it keeps any, and exits.
     #[arg(long = "drain-timeout", default_value = "5s", value_parser = parse_duration_arg, value_name = "DURATION")]
     pub drain_timeout: Duration,
 }
@@ -145,20 +147,22 @@ impl Server {
     }
 
     /// The exit code for how serving ended, with a log line that says so: 0 after a stop by
-    /// signal (whether or not every request finished in time), [`RUNTIME_ERROR`] if the server
-    /// failed.
-    pub fn stopped(&self, served: io::Result<Stopped>) -> ExitCode {
+    /// signal, whether or not every request finished in time.
+    pub fn stopped(&self, served: Stopped) -> ExitCode {
         match served {
-            Ok(Stopped::Drained(signal)) => {
+            Stopped::Drained(signal) => {
                 tracing::info!(%signal, "stopped cleanly");
-                ExitCode::SUCCESS
             }
-            Ok(Stopped::DrainTimedOut(signal)) => {
-                tracing::warn!(%signal, "stopped; some requests were cut off at the drain deadline");
-                ExitCode::SUCCESS
+            Stopped::DrainTimedOut {
+                signal,
+                cut_off,
+                dropped,
+            } => {
+                tracing::warn!(%signal, cut_off, dropped_connections = dropped,
+                    "stopped; requests still running at the drain deadline were answered 503");
             }
-            Err(e) => self.fatal(RUNTIME_ERROR, &format!("server failed: {e}")),
         }
+        ExitCode::SUCCESS
     }
 }
 
@@ -177,10 +181,10 @@ impl Listening {
         &self.addr
     }
 
-    /// Serves `app` until SIGTERM/SIGINT, then gives requests in flight `--drain-timeout` to
-    /// finish (see [`serve::serve`]).
-    pub async fn serve(self, app: Router) -> io::Result<Stopped> {
-        serve::serve(self.listener, app, self.stop, self.drain).await
+    /// Serves `routes` behind the access log `log` until SIGTERM/SIGINT, then gives requests in
+    /// flight `--drain-timeout` to finish (see [`serve::serve`]).
+    pub async fn serve(self, routes: Router, log: AccessLog) -> Stopped {
+        serve::serve(self.listener, routes, log, self.stop, self.drain).await
     }
 }
 

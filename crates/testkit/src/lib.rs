@@ -10,6 +10,7 @@
 //! - [`server`]: a server binary under test, its output in files, ready when its port answers;
 //!   start-up checks shared by the servers' tests (usage errors, a taken port).
 //! - [`logs`]: waiting for a log file, and the access-log line of one request.
+//! - [`prom`]: `promtool check metrics` on a `/metrics` page, and reading one of its samples.
 //!
 //! # Theory of operation
 //! Every process a test starts through [`proc::Spawner`] gets `TESTKIT_MARK=<unique id>` in its
@@ -23,6 +24,7 @@ pub mod http;
 pub mod logs;
 pub mod net;
 pub mod proc;
+pub mod prom;
 pub mod server;
 pub mod wait;
 
@@ -30,6 +32,7 @@ pub use http::{Response, http_get, http_request};
 pub use logs::{one_access_line, wait_for_file_containing};
 pub use net::{free_port, free_port_range};
 pub use proc::{Spawner, bin_path, pid_alive, pids_with_env};
+pub use prom::{assert_promtool_passes, sample};
 pub use server::{
     ServerProc, assert_exits, assert_port_taken_fails_fast, run_to_exit, start_on_free_port,
 };

@@ -3,11 +3,28 @@
 //!
 //! Every call is wrapped in the `--authtimeout-ms` deadline, connect included, so a hung auth
 //! server costs a page at most that long and the user is simply anonymous.
+//!
+//! Each call is counted for `/metrics` by what it was (`get`, `set`) and how it ended: `ok` (an
+//! answer, "unknown cookie" included), `timeout`, `refused` (nobody listens: the auth server is
+//! down or moving), or `error` (anything else: a reset, a bad answer, an unexpected status).
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use servicekit::http_client::{self, HttpError, Url};
 use servicekit::serve::host_port;
 use uuid::Uuid;
+
+/// The labels of `timeserver_auth_calls_total`: a fixed set of 2 × 4.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub call: &'static str,
+    pub outcome: &'static str,
+}
+
+/// Auth server calls by kind and outcome.
+pub type CallCounts = Family<CallLabels, Counter>;
 
 /// Responses bigger than this are not from our auth server.
 const MAX_RESPONSE: u64 = 64 * 1024;
@@ -32,23 +49,63 @@ pub enum AuthError {
     },
 }
 
+impl AuthError {
+    /// The `outcome` label of a call that failed so.
+    fn outcome(&self) -> &'static str {
+        match self {
+            AuthError::Timeout { .. } => "timeout",
+            AuthError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                "refused"
+            }
+            AuthError::Io { .. } | AuthError::BadResponse { .. } | AuthError::Status { .. } => {
+                "error"
+            }
+        }
+    }
+}
+
 /// Talks to `http://HOST:PORT`.
 #[derive(Debug, Clone)]
 pub struct AuthClient {
     addr: String,
     timeout: Duration,
+    calls: CallCounts,
 }
 
 impl AuthClient {
-    pub fn new(host: &str, port: u16, timeout: Duration) -> Self {
+    /// A client that counts its calls in `calls`.
+    pub fn new(host: &str, port: u16, timeout: Duration, calls: CallCounts) -> Self {
         AuthClient {
             addr: host_port(host, port),
             timeout,
+            calls,
         }
     }
 
     /// The name stored for `cookie`, or `None` when the auth server does not know it.
     pub async fn lookup(&self, cookie: Uuid) -> Result<Option<String>, AuthError> {
+        let result = self.lookup_uncounted(cookie).await;
+        self.count("get", &result);
+        result
+    }
+
+    /// Stores `cookie → name`; an empty name deletes the entry.
+    pub async fn store(&self, cookie: Uuid, name: &str) -> Result<(), AuthError> {
+        let result = self.store_uncounted(cookie, name).await;
+        self.count("set", &result);
+        result
+    }
+
+    fn count<T>(&self, call: &'static str, result: &Result<T, AuthError>) {
+        let outcome = result.as_ref().map_or_else(AuthError::outcome, |_| "ok");
+        self.calls
+            .get_or_create(&CallLabels { call, outcome })
+            .inc();
+    }
+
+    async fn lookup_uncounted(&self, cookie: Uuid) -> Result<Option<String>, AuthError> {
         let (status, body) = self.get(&format!("/get?cookie={cookie}")).await?;
         match status {
             200 => Ok(Some(body)),
@@ -61,8 +118,7 @@ impl AuthClient {
         }
     }
 
-    /// Stores `cookie → name`; an empty name deletes the entry.
-    pub async fn store(&self, cookie: Uuid, name: &str) -> Result<(), AuthError> {
+    async fn store_uncounted(&self, cookie: Uuid, name: &str) -> Result<(), AuthError> {
         let path = format!("/set?cookie={cookie}&name={}", percent_encode(name));
         match self.get(&path).await? {
             (200, _) => Ok(()),
@@ -136,9 +192,22 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr").port()
         };
-        let c = AuthClient::new("127.0.0.1", port, Duration::from_secs(5));
+        let c = AuthClient::new(
+            "127.0.0.1",
+            port,
+            Duration::from_secs(5),
+            CallCounts::default(),
+        );
         let err = c.lookup(Uuid::new_v4()).await.expect_err("nobody listens");
         assert!(matches!(err, AuthError::Io { .. }), "{err}");
+        assert_eq!(counted(&c, "get", "refused"), 1);
+        assert_eq!(counted(&c, "get", "ok"), 0);
+    }
+
+    fn counted(c: &AuthClient, call: &'static str, outcome: &'static str) -> u64 {
+        c.calls
+            .get(&CallLabels { call, outcome })
+            .map_or(0, |n| n.get())
     }
 
     #[tokio::test]
@@ -153,12 +222,18 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(conn);
         });
-        let c = AuthClient::new("127.0.0.1", port, Duration::from_millis(100));
+        let c = AuthClient::new(
+            "127.0.0.1",
+            port,
+            Duration::from_millis(100),
+            CallCounts::default(),
+        );
         let started = std::time::Instant::now();
         let err = c.lookup(Uuid::new_v4()).await.expect_err("silence");
         assert!(matches!(err, AuthError::Timeout { .. }), "{err}");
         assert!(err.to_string().contains("100 ms"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(counted(&c, "get", "timeout"), 1);
         holder.abort();
     }
 
@@ -180,21 +255,27 @@ mod tests {
                 .await
                 .expect("write");
         });
-        let c = AuthClient::new("127.0.0.1", port, Duration::from_secs(5));
+        let c = AuthClient::new(
+            "127.0.0.1",
+            port,
+            Duration::from_secs(5),
+            CallCounts::default(),
+        );
         let err = c.lookup(Uuid::new_v4()).await.expect_err("not UTF-8");
         assert!(matches!(err, AuthError::BadResponse { .. }), "{err}");
         assert!(err.to_string().contains("not UTF-8"), "{err}");
+        assert_eq!(counted(&c, "get", "error"), 1);
         server.abort();
     }
 
     #[test]
     fn ipv6_hosts_are_bracketed() {
         assert_eq!(
-            AuthClient::new("::1", 7070, Duration::ZERO).addr,
+            AuthClient::new("::1", 7070, Duration::ZERO, CallCounts::default()).addr,
             "[::1]:7070"
         );
         assert_eq!(
-            AuthClient::new("localhost", 7070, Duration::ZERO).addr,
+            AuthClient::new("localhost", 7070, Duration::ZERO, CallCounts::default()).addr,
             "localhost:7070"
         );
     }

@@ -4,10 +4,14 @@
 //! Retry-After) instead of making the client wait to be refused. The in-flight count is held by
 //! an RAII guard: when a client disconnects mid-delay, hyper drops the handler future, the guard
 //! drops with it, and the count goes back down. Nothing has to remember to decrement.
+//!
+//! The shed count is a Prometheus counter (an atomic), registered as-is for `/metrics`, so
+//! `/monitor` and `/metrics` can never disagree.
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use rand_distr::{Distribution, Normal};
 
 /// The longest simulated delay; keeps absurd flag values from overflowing a `Duration`.
@@ -19,7 +23,7 @@ pub struct Admission {
     /// 0 means no limit.
     limit: usize,
     in_flight: Arc<AtomicUsize>,
-    shed: AtomicU64,
+    shed: Counter,
 }
 
 /// Proof that a request was admitted; dropping it (however the request ends) releases its slot.
@@ -39,7 +43,7 @@ impl Admission {
         Admission {
             limit,
             in_flight: Arc::new(AtomicUsize::new(0)),
-            shed: AtomicU64::new(0),
+            shed: Counter::default(),
         }
     }
 
@@ -58,7 +62,7 @@ impl Admission {
                 in_flight: self.in_flight.clone(),
             })
         } else {
-            self.shed.fetch_add(1, Ordering::Relaxed);
+            self.shed.inc();
             None
         }
     }
@@ -72,7 +76,12 @@ impl Admission {
     }
 
     pub fn shed(&self) -> u64 {
-        self.shed.load(Ordering::Relaxed)
+        self.shed.get()
+    }
+
+    /// The shed counter itself, to register for `/metrics`.
+    pub fn shed_counter(&self) -> Counter {
+        self.shed.clone()
     }
 }
 

@@ -26,7 +26,7 @@ pub struct Snapshot {
 
 pub async fn monitor(State(app): State<Arc<App>>) -> Json<Snapshot> {
     Json(Snapshot {
-        requests: app.stats.snapshot(),
+        requests: app.log.stats.snapshot(),
         in_flight: app.admission.in_flight(),
         max_inflight: app.admission.limit(),
         shed: app.admission.shed(),

@@ -9,12 +9,13 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AF
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use servicekit::access_log::{RequestStats, with_access_log};
+use servicekit::access_log::AccessLog;
 use uuid::Uuid;
 
 use crate::auth_client::AuthClient;
 use crate::clock;
 use crate::load::{Admission, Delay};
+use crate::metrics::{self, Metrics};
 use crate::monitor;
 use crate::pages::Templates;
 
@@ -29,12 +30,14 @@ pub struct App {
     pub admission: Admission,
     pub delay: Delay,
     pub auth_errors: AtomicU64,
-    pub stats: Arc<RequestStats>,
+    /// What the access log records, for `/monitor` and `/metrics`.
+    pub log: AccessLog,
+    pub metrics: Metrics,
 }
 
+/// The route table. Serving wraps it in the access log and the drain guard.
 pub fn router(app: Arc<App>) -> Router {
-    let stats = app.stats.clone();
-    let routes = Router::new()
+    Router::new()
         .route("/time", get(time))
         .route("/", get(home))
         .route("/index.html", get(home))
@@ -43,9 +46,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/about", get(about))
         .route("/css/{file}", get(stylesheet))
         .route("/monitor", get(monitor::monitor))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
-        .with_state(app);
-    with_access_log(routes, stats)
+        .with_state(app)
 }
 
 /// The time page, behind the simulated load: cap first, then the delay, then the answer.

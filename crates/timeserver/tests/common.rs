@@ -8,9 +8,15 @@ pub fn timeserver(sp: &Spawner, args: &[&str]) -> ServerProc {
     start_on_free_port(sp, "timeserver", "--port", args)
 }
 
-/// Starts `authserver` on a free port with `args`, waits until it listens.
+/// Starts `authserver` on a free port with `args`, waits until it listens. Unless `args` name
+/// a `--dumpfile`, sessions stay in memory: the default file is relative to the working folder,
+/// which parallel tests share.
 pub fn authserver(sp: &Spawner, args: &[&str]) -> ServerProc {
-    start_on_free_port(sp, "authserver", "--authport", args)
+    let mut all = args.to_vec();
+    if !args.iter().any(|a| a.starts_with("--dumpfile")) {
+        all.push("--dumpfile=none");
+    }
+    start_on_free_port(sp, "authserver", "--authport", &all)
 }
 
 /// The port part of a server's address.

@@ -1,12 +1,10 @@
-//! Start-up failures, logging, and stopping.
-use std::time::{Duration, Instant};
-
+//! Start-up failures and logging (stopping: `drain.rs`).
 use testkit::{
-    ServerProc, Spawner, assert_exits, assert_port_taken_fails_fast, free_port, http_get,
-    one_access_line, wait_for, wait_for_file_containing,
+    Spawner, assert_exits, assert_port_taken_fails_fast, free_port, one_access_line,
+    wait_for_file_containing,
 };
 
-use crate::common::{SOON, dead_port, monitor, timeserver};
+use crate::common::{dead_port, timeserver};
 
 #[test]
 fn port_taken_exits_at_once_naming_the_address() {
@@ -124,59 +122,4 @@ fn log_config_sends_one_line_per_request_to_its_file() {
         "nothing on stderr when logging to a file: {}",
         ts.stderr()
     );
-}
-
-#[test]
-fn sigterm_lets_requests_in_flight_finish() {
-    let sp = Spawner::new();
-    let mut ts = timeserver(
-        &sp,
-        &[
-            "--authport",
-            &dead_port(),
-            "--avg-response-ms=1000",
-            "--response-deviation-ms=0",
-        ],
-    );
-    std::thread::scope(|s| {
-        let pending = s.spawn(|| http_get(ts.addr(), "/time", &[]));
-        assert!(wait_for(SOON, || monitor(&ts)["in_flight"] == 1));
-        ts.signal(libc::SIGTERM);
-        let r = pending.join().unwrap().unwrap();
-        assert_eq!(r.status, 200, "the request in flight was answered");
-    });
-    let status = ts.wait_exit(SOON).expect("exited after the drain");
-    assert_eq!(status.code(), Some(0), "{}", ts.stderr());
-    assert!(ts.stderr().contains("stopped cleanly"), "{}", ts.stderr());
-}
-
-#[test]
-fn drain_is_bounded() {
-    let sp = Spawner::new();
-    let mut ts: ServerProc = timeserver(
-        &sp,
-        &[
-            "--authport",
-            &dead_port(),
-            "--avg-response-ms=60000",
-            "--drain-timeout=300ms",
-        ],
-    );
-    let addr = ts.addr().to_string();
-    std::thread::scope(|s| {
-        let pending = s.spawn(|| http_get(&addr, "/time", &[]));
-        assert!(wait_for(SOON, || monitor(&ts)["in_flight"] == 1));
-        let t = Instant::now();
-        ts.signal(libc::SIGINT);
-        let status = ts
-            .wait_exit(SOON)
-            .expect("exited despite the request in flight");
-        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-        assert_eq!(status.code(), Some(0), "{}", ts.stderr());
-        assert!(
-            pending.join().unwrap().is_err(),
-            "the 60 s request was cut off"
-        );
-    });
-    assert!(ts.stderr().contains("SIGINT"), "{}", ts.stderr());
 }

@@ -3,7 +3,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod drain;
 mod lifecycle;
 mod load;
 mod login;
+mod metrics;
 mod pages;
+mod sessions;
