@@ -36,6 +36,8 @@ test: test-deps
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo clippy $(TASK) --target-dir target/bench-task --locked -- -D warnings
 	cargo nextest run --workspace --locked --no-fail-fast
+	# The supervisor's tests once more, every supervisor tracking tasks without cgroups.
+	SUPERVISOR_TEST_NO_CGROUPS=1 cargo nextest run -p supervisor --locked --no-fail-fast
 
 bench:
 	cargo run --release --locked -p bench --

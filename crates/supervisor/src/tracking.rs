@@ -220,7 +220,7 @@ impl Tracker {
                 _ => false,
             },
         };
-        pinned_alive || !self.fallback_members(group).is_empty()
+        !pinned_alive && self.fallback_members(group).is_empty()
     }
 
     /// The group is over: its cgroup is removed, what was pinned for it is let go.

@@ -52,6 +52,9 @@ impl Sup {
         if !args.iter().any(|a| a.starts_with("--listen")) {
             cmd.arg("--listen=127.0.0.1:0");
         }
+        if without_cgroups() && !args.contains(&"--no-cgroups") {
+            cmd.arg("--no-cgroups");
+        }
         // Files, not pipes: a pipe nobody reads fills up and blocks the supervisor.
         let out = std::fs::File::create(self.dir.path().join("sup.stdout")).unwrap();
         let err = std::fs::File::create(self.dir.path().join("sup.stderr")).unwrap();
@@ -168,6 +171,12 @@ impl Drop for Sup {
     }
 }
 
+/// True when the suite runs in its second pass, with every supervisor started `--no-cgroups`
+/// (`SUPERVISOR_TEST_NO_CGROUPS=1`, as `make test` does), so the fallback is tested too.
+pub fn without_cgroups() -> bool {
+    std::env::var("SUPERVISOR_TEST_NO_CGROUPS").as_deref() == Ok("1")
+}
+
 /// Runs the supervisor to completion with `tasks` on stdin; returns (exit code, stderr).
 pub fn run_to_exit(dir: &Path, tasks: &str, args: &[&str]) -> (Option<i32>, String) {
     let spawner = Spawner::new();
@@ -179,6 +188,9 @@ pub fn run_to_exit(dir: &Path, tasks: &str, args: &[&str]) -> (Option<i32>, Stri
         .stderr(Stdio::piped());
     if !args.iter().any(|a| a.starts_with("--listen")) {
         cmd.arg("--listen=127.0.0.1:0");
+    }
+    if without_cgroups() && !args.contains(&"--no-cgroups") {
+        cmd.arg("--no-cgroups");
     }
     let mut child = cmd.spawn().unwrap();
     // The supervisor may refuse its flags before reading stdin: a broken pipe is fine.
@@ -210,11 +222,17 @@ pub fn pids_in(path: &Path) -> Vec<i32> {
         .collect()
 }
 
-/// The live ones of [`pids_in`].
+/// The live ones of [`pids_in`]: alive, and still a process of this test (its working folder
+/// is the pid file's, or below it), not a stranger that reused a recorded pid meanwhile.
 pub fn alive_in(path: &Path) -> Vec<i32> {
+    let dir = path
+        .parent()
+        .and_then(|d| d.canonicalize().ok())
+        .unwrap_or_default();
     pids_in(path)
         .into_iter()
         .filter(|p| testkit::pid_alive(*p))
+        .filter(|p| std::fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|c| c.starts_with(&dir)))
         .collect()
 }
 
@@ -235,4 +253,92 @@ pub fn sh_task(name: &str, script: &str) -> String {
 
 pub fn list(tasks: &[String]) -> String {
     format!("[{}]", tasks.join(","))
+}
+
+/// The folder a test runs in when [`in_pid_namespace`] re-ran it inside a private pid
+/// namespace (as that namespace's pid 1); `None` in the normal run.
+pub fn pid_namespace_dir() -> Option<PathBuf> {
+    std::env::var_os(PIDNS_VAR).map(PathBuf::from)
+}
+
+const PIDNS_VAR: &str = "SUPERVISOR_TEST_PIDNS_DIR";
+
+/// Runs this test binary's test `name` again, as pid 1 of a private pid namespace
+/// (`unshare --pid --fork --mount-proc`), where pids can be handed out at will through
+/// `/proc/sys/kernel/ns_last_pid`. The inner run finds its folder with [`pid_namespace_dir`]
+/// and writes `ok` to `result` there when all went well. Returns false (after saying why)
+/// where that cannot run: not root, or no `unshare`; under `CI=true` that fails the test.
+pub fn in_pid_namespace(name: &str, logs: &[&str]) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let probe = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .status();
+    if !root || !probe.as_ref().is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true, but a private pid namespace cannot be made here (root: {root}, unshare: {probe:?})"
+        );
+        eprintln!("skipped: a private pid namespace needs root and unshare ({probe:?})");
+        return false;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spawner = Spawner::new();
+    let out = std::fs::File::create(dir.path().join("inner.out")).unwrap();
+    let mut cmd = spawner.command("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc"])
+        .arg(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(PIDNS_VAR, dir.path())
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_for_value(Duration::from_secs(90), || child.try_wait().unwrap());
+    let output = std::fs::read_to_string(dir.path().join("inner.out")).unwrap_or_default();
+    let logs: String = logs
+        .iter()
+        .map(|f| {
+            format!(
+                "---- {f}\n{}",
+                std::fs::read_to_string(dir.path().join(f)).unwrap_or_default()
+            )
+        })
+        .collect();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "inner run failed: {status:?}\n{output}\n{logs}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("result")).unwrap_or_default(),
+        "ok",
+        "{output}\n{logs}"
+    );
+    true
+}
+
+/// Hands pid `pid` to a new `sleep` in its own session, by setting `ns_last_pid` (inside a
+/// private pid namespace only). Returns the stranger.
+pub fn stranger_with_pid(spawner: &Spawner, pid: i32) -> Child {
+    use std::os::unix::process::CommandExt;
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let mut cmd = spawner.command("sleep");
+        cmd.arg("1000");
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut c = cmd.spawn().unwrap();
+        if c.id() as i32 == pid {
+            return c;
+        }
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    panic!("pid {pid} could not be handed to a stranger");
 }

@@ -604,61 +604,19 @@ fn a_leftover_forking_during_recovery_leaves_no_descendant() {
     stop(&mut sup);
 }
 
-const PIDNS_VAR: &str = "HOSTILE_PIDNS_DIR";
-const PIDNS_TEST: &str = "hostile::a_stranger_that_reuses_a_recorded_pid_is_never_signalled";
-
 /// Real pid reuse: inside a private pid namespace (where `ns_last_pid` can be driven), the pid
 /// of a recorded task is handed to a stranger before the supervisor comes back.
 #[test]
 fn a_stranger_that_reuses_a_recorded_pid_is_never_signalled() {
-    if let Ok(dir) = std::env::var(PIDNS_VAR) {
-        return pidns_inner(Path::new(&dir));
+    match pid_namespace_dir() {
+        Some(dir) => pidns_inner(&dir),
+        None => {
+            in_pid_namespace(
+                "hostile::a_stranger_that_reuses_a_recorded_pid_is_never_signalled",
+                &["sup1.log", "sup2.log"],
+            );
+        }
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: a private pid namespace needs root");
-        return;
-    }
-    let probe = std::process::Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
-        .status();
-    if !probe.as_ref().is_ok_and(|s| s.success()) {
-        eprintln!("skipped: `unshare --pid --fork --mount-proc` does not work here ({probe:?})");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let spawner = Spawner::new();
-    let out = std::fs::File::create(dir.path().join("inner.out")).unwrap();
-    let mut cmd = spawner.command("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc"])
-        .arg(std::env::current_exe().unwrap())
-        .args([PIDNS_TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(PIDNS_VAR, dir.path())
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    let mut child = cmd.spawn().unwrap();
-    let status = wait_for_value(Duration::from_secs(90), || child.try_wait().unwrap());
-    let output = std::fs::read_to_string(dir.path().join("inner.out")).unwrap_or_default();
-    let logs: String = ["sup1.log", "sup2.log"]
-        .iter()
-        .map(|f| {
-            format!(
-                "---- {f}\n{}",
-                std::fs::read_to_string(dir.path().join(f)).unwrap_or_default()
-            )
-        })
-        .collect();
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "inner run failed: {status:?}\n{output}\n{logs}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("result")).unwrap_or_default(),
-        "ok",
-        "{output}\n{logs}"
-    );
 }
 
 /// Runs as pid 1 of a fresh pid namespace.
@@ -673,6 +631,7 @@ fn pidns_inner(dir: &Path) {
                 &format!("--dumpfile={DUMP}"),
                 "--checkpoint-interval=100ms",
                 &format!("--log=sup{n}.log"),
+                "--listen=127.0.0.1:0",
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -697,19 +656,7 @@ fn pidns_inner(dir: &Path) {
     assert_eq!(unsafe { libc::waitpid(victim, &mut st, 0) }, victim);
     let start = recorded.start_time.unwrap();
     assert!(wait_for(LONG, || now_ticks() > start + 2), "time moves on");
-    let mut stranger = None;
-    for _ in 0..100 {
-        std::fs::write("/proc/sys/kernel/ns_last_pid", (victim - 1).to_string()).unwrap();
-        let c = spawner.command("sleep").arg("1000").spawn().unwrap();
-        if c.id() as i32 == victim {
-            stranger = Some(c);
-            break;
-        }
-        let mut c = c;
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-    let mut stranger = stranger.expect("the victim's pid was handed to a stranger");
+    let mut stranger = stranger_with_pid(&spawner, victim);
     let s = stat(victim).unwrap();
     assert_ne!(s.start, start, "same pid, another start time");
 

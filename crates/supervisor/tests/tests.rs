@@ -11,4 +11,6 @@ mod dashboard;
 mod fsfaults;
 mod hostile;
 mod run;
+mod safety;
 mod timeservice;
+mod tracking;
