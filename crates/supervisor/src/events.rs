@@ -125,7 +125,7 @@ pub fn log_event(e: &Event) {
         Event::Stopping {
             name, pid, reason, ..
         } => {
-            info!(task = %name, pid, reason = ?reason, "stopping task (SIGTERM to its process group)")
+            info!(task = %name, pid, reason = ?reason, "stopping task (SIGTERM to its processes)")
         }
         Event::StopEscalated { name, after, .. } => {
             warn!(task = %name, after = %secs(*after), "did not stop after SIGTERM; sending SIGKILL to the rest of the group")

@@ -15,7 +15,7 @@ use super::io::{Action, Event, Found, Group, GroupKey, Sig};
 use super::policy::later;
 use super::timers::TimerKey;
 use super::{Recovery, Sweep};
-use crate::task::{Phase, StopReason, TaskId, Then};
+use crate::task::{Phase, TaskId, Then};
 use std::time::{Duration, Instant};
 
 /// The first gap between checks of a group without a live leader.
@@ -331,130 +331,6 @@ impl Core {
         }
     }
 
-    /// Stops a task's instance (or records the stop, when there is nothing to stop yet).
-    pub(super) fn begin_stop(&mut self, now: Instant, id: TaskId, reason: StopReason) {
-        let t = self.task(id);
-        match t.phase {
-            Phase::Running => {
-                // A running task always has a pid; without one there is nothing to signal.
-                let Some(pid) = t.pid else {
-                    self.finish_stop_with(now, id, reason);
-                    return;
-                };
-                let name = t.spec.name.clone();
-                let group = self.instance_group(id, t.generation, Some(pid));
-                self.set_phase(id, Phase::Stopping { reason });
-                self.set_task_timer(id, None);
-                self.emit(Event::Stopping {
-                    task: id,
-                    name: name.clone(),
-                    pid,
-                    reason,
-                });
-                let grace = Some(self.policy.stop_timeout);
-                self.start_job(
-                    now,
-                    NewJob {
-                        group,
-                        kind: JobKind::Instance,
-                        owner: Some(id),
-                        name: Some(name),
-                        grace,
-                        leader_alive: true,
-                    },
-                );
-            }
-            Phase::Stopping { reason: r } => {
-                if r != StopReason::Remove {
-                    self.set_phase(id, Phase::Stopping { reason });
-                }
-                if self.force {
-                    let key = self.instance_key(id);
-                    self.escalate(now, key);
-                }
-            }
-            Phase::Spawning { stop } => {
-                // The process may be starting right now; stop it once the answer arrives.
-                let stop = Some(keep_remove(stop, reason));
-                self.set_phase(id, Phase::Spawning { stop });
-            }
-            Phase::Probing { stop } => {
-                let stop = Some(keep_remove(stop, reason));
-                self.set_phase(id, Phase::Probing { stop });
-            }
-            Phase::Held { then } => {
-                let old = match then {
-                    Then::Stop(r) => Some(r),
-                    _ => None,
-                };
-                let then = Then::Stop(keep_remove(old, reason));
-                self.set_phase(id, Phase::Held { then });
-                if self.force {
-                    let keys: Vec<GroupKey> = self
-                        .jobs
-                        .iter()
-                        .filter(|(_, j)| j.owner == Some(id))
-                        .map(|(k, _)| *k)
-                        .collect();
-                    for k in keys {
-                        self.escalate(now, k);
-                    }
-                }
-            }
-            Phase::Queued | Phase::Backoff { .. } | Phase::Stopped => {
-                self.finish_stop_with(now, id, reason)
-            }
-        }
-    }
-
-    fn instance_key(&self, id: TaskId) -> GroupKey {
-        GroupKey::Instance(self.task(id).generation)
-    }
-
-    pub(super) fn finish_stop(&mut self, now: Instant, id: TaskId) {
-        let Some(Phase::Stopping { reason }) = self.get(id).map(|t| t.phase) else {
-            return;
-        };
-        self.finish_stop_with(now, id, reason);
-    }
-
-    pub(super) fn finish_stop_with(&mut self, now: Instant, id: TaskId, reason: StopReason) {
-        self.release_port(id);
-        self.set_task_timer(id, None);
-        self.forget_leader(id);
-        self.set_phase(id, Phase::Stopped);
-        let name = self.task(id).spec.name.clone();
-        self.mark_dirty(now);
-        match reason {
-            StopReason::Remove => self.remove_slot(id, name),
-            StopReason::Restart if !self.shutting_down => {
-                self.emit(Event::Stopped { task: id, name });
-                let t = self.task_mut(id);
-                t.restarts += 1;
-                t.spawn_failures = 0;
-                self.enqueue(now, id);
-            }
-            _ => self.emit(Event::Stopped { task: id, name }),
-        }
-        self.check_finished();
-    }
-
-    /// Forgets a removed task; what still blocks it goes on as a plain leftover.
-    fn remove_slot(&mut self, id: TaskId, name: String) {
-        debug_assert!(super::transitions::allowed(
-            Some(self.task(id).phase.kind()),
-            None
-        ));
-        for job in self.jobs.values_mut().filter(|j| j.owner == Some(id)) {
-            job.owner = None;
-        }
-        self.tasks[id.0] = None;
-        self.by_name.remove(&name);
-        self.free_ids.push(id.0);
-        self.set_task_timer(id, None);
-        self.emit(Event::Removed { task: id, name });
-    }
-
     /// At shutdown, once every task is down and every job over: ask for the final sweep.
     pub(super) fn check_finished(&mut self) {
         if self.shutting_down
@@ -511,13 +387,5 @@ impl Core {
                 );
             }
         }
-    }
-}
-
-/// A remove asked earlier stays a remove; anything else takes the latest reason.
-fn keep_remove(old: Option<StopReason>, new: StopReason) -> StopReason {
-    match old {
-        Some(StopReason::Remove) => StopReason::Remove,
-        _ => new,
     }
 }

@@ -187,3 +187,40 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn name(k: Option<PhaseKind>, missing: &str) -> String {
+        k.map_or(missing.to_string(), |k| k.as_str().to_string())
+    }
+
+    /// docs/ARCHITECTURE.md lists every transition with its reason: the list and the table
+    /// must say the same.
+    #[test]
+    fn the_architecture_document_lists_exactly_these_transitions() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ARCHITECTURE.md");
+        let doc = std::fs::read_to_string(path).expect("docs/ARCHITECTURE.md");
+        let start = doc
+            .find("<!-- transitions -->")
+            .expect("the transitions marker");
+        let end = doc.find("<!-- /transitions -->").expect("the end marker");
+        let listed: BTreeSet<String> = doc[start..end]
+            .lines()
+            .filter(|l| l.contains(" → "))
+            .map(|l| l.trim().to_string())
+            .collect();
+        let table: BTreeSet<String> = TRANSITIONS
+            .iter()
+            .map(|(f, t, why)| format!("{} → {}: {why}", name(*f, "(new)"), name(*t, "(gone)")))
+            .collect();
+        let missing: Vec<&String> = table.difference(&listed).collect();
+        let extra: Vec<&String> = listed.difference(&table).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "not in the document: {missing:#?}\nnot in the table: {extra:#?}"
+        );
+    }
+}
