@@ -116,7 +116,7 @@ pub struct Cli {
 
     /// One log line per request (method, path without the query, status, backend, attempts,
     /// duration, client), at info level with target `access`.
-    #[arg(long = "access-log", default_value = "on", value_parser = parse_on_off, value_name = "on|off")]
+    #[arg(long = "access-log", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
     pub access_log: bool,
 }
 
@@ -237,6 +237,8 @@ mod tests {
         assert_eq!(c.balance, Policy::P2c);
         assert_eq!(c.connect_timeout, Duration::from_secs(1));
         assert!(c.access_log);
+        let c = parse(&["--backends=127.0.0.1:8001", "--access-log=off"]).expect("parses");
+        assert!(!c.access_log);
     }
 
     #[test]

@@ -255,7 +255,12 @@ impl Proxy {
                     }
                     let err = e.into_error();
                     let msg = format!("backend {} ({}) failed: {err}\n", b.name, b.addr);
-                    b.failure(&self.policy, Failure::Other, msg.trim_end());
+                    let kind = if err.is_parse() || err.is_user() {
+                        Failure::Other
+                    } else {
+                        Failure::Reset
+                    };
+                    b.failure(&self.policy, kind, msg.trim_end());
                     if retry_after_send {
                         self.metrics.retry("reset");
                         body = Some(UpBody::Empty);

@@ -2,8 +2,9 @@
 //! a pure state machine with the time passed in. And the optional active check.
 //!
 //! A refused connection ejects at once: nothing listens there (a time server just died, or
-//! was moved), and every further request sent there would only cost a retry. Other failures
-//! (a reset or timeout after the request was sent) eject after `--eject-after` in a row. The
+//! was moved), and every further request sent there would only cost a retry. So does a
+//! connection reset before any byte of an answer: the backend died under the request. Other
+//! failures (timeouts, broken answers) eject after `--eject-after` in a row. The
 //! n-th ejection in a row lasts `--eject-for` × 2ⁿ⁻¹, capped at `--eject-max`; once it is
 //! over the backend takes requests again, and one success clears the count.
 use std::sync::Arc;
@@ -22,7 +23,10 @@ pub struct Policy {
 pub enum Failure {
     /// Nothing listens: ejects at once.
     Refused,
-    /// Reset, timeout, broken answer: counts toward `eject_after`.
+    /// The connection broke before any byte of an answer (the backend died under the
+    /// request): ejects at once too.
+    Reset,
+    /// A timeout or a broken answer: counts toward `eject_after`.
     Other,
 }
 
@@ -30,6 +34,7 @@ impl Failure {
     pub fn label(self) -> &'static str {
         match self {
             Failure::Refused => "refused",
+            Failure::Reset => "reset",
             Failure::Other => "failures",
         }
     }

@@ -19,7 +19,8 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::backends::BackendSet;
 use crate::source::SourceStatus;
 
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The classic Prometheus text format, as the supervisor serves it.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -184,8 +185,50 @@ impl Metrics {
             uptime,
         );
         let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut out, &r);
-        out
+        if let Err(e) = encode(&mut out, &r) {
+            return format!("# encoding failed: {e}\n");
+        }
+        text_format(&out)
+    }
+}
+
+/// `prometheus-client` writes OpenMetrics; scrapers and `promtool check metrics` also read the
+/// older text format, where a counter's HELP and TYPE name its `_total` series and there are
+/// no `# UNIT` or `# EOF` lines.
+fn text_format(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 64);
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?.split_once(' ')?)));
+        match meta {
+            Some((p, (name, rest))) if counters.contains(&name) => {
+                out.push_str(&format!("{p}{name}_total {rest}"));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_described_under_their_total_series() {
+        let om = "# HELP a_hits Hits.\n# TYPE a_hits counter\na_hits_total 3\n# HELP b_seconds Time.\n# TYPE b_seconds gauge\n# UNIT b_seconds seconds\nb_seconds 1.5\n# EOF\n";
+        assert_eq!(
+            text_format(om),
+            "# HELP a_hits_total Hits.\n# TYPE a_hits_total counter\na_hits_total 3\n# HELP b_seconds Time.\n# TYPE b_seconds gauge\nb_seconds 1.5\n"
+        );
     }
 }

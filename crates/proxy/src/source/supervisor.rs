@@ -276,9 +276,9 @@ impl Supervisor {
         .await?;
         let tasks = self.read_tasks().await?;
         let mut last_read = Instant::now();
+        feed.connected();
         view.replace(&self.spec.pattern, &tasks);
         self.publish(feed, view, published);
-        feed.connected();
         tracing::info!(source = %self.describe(), "following the supervisor's events");
         let mut next_read: Option<Instant> = None;
         loop {
