@@ -63,6 +63,13 @@ fn zero_failed_requests_while_each_time_server_is_killed_again_and_again() {
     stop.store(true, Ordering::Relaxed);
     let report = loader.join().unwrap();
 
+    eprintln!(
+        "{} requests in {:?} ({:.0}/s), {} failed; kills {kills:?}",
+        report.ok + report.failures.len() as u64,
+        report.elapsed,
+        report.rate(),
+        report.failures.len()
+    );
     assert!(kills.iter().all(|k| *k >= 6), "kills: {kills:?}");
     assert!(
         report.failures.is_empty(),
