@@ -13,8 +13,9 @@
 //! ports. For the throughput and latency runs it is the two ports in use (their best case);
 //! for the kill run it is every port of the supervisor's range, so that wherever a time server
 //! comes back, the peer knows the port. None logs requests.
+use crate::interrupt;
 use crate::launch::{Ctx, MARK_VAR, RUN_VAR};
-use crate::{interrupt, procs};
+use crate::procs::{self, Pidfd};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -63,7 +64,7 @@ pub struct Running {
 
 pub fn haproxy_config(port: u16, ports: &[u16]) -> String {
     let mut c = format!(
-        "global\n  nbthread 1\n  maxconn 20000\n\
+        "global\n  nbthread 1\n  maxconn 4096\n\
          defaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n\
          \x20 retries 3\n  option redispatch 1\n  retry-on all-retryable-errors\n\
          frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
@@ -87,7 +88,7 @@ pub fn nginx_config(dir: &Path, port: u16, ports: &[u16]) -> String {
     }
     format!(
         "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-         events {{ worker_connections 20000; }}\n\
+         events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
          \x20 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
          \x20 upstream be {{\n    least_conn;\n{servers}    keepalive 64;\n  }}\n\
@@ -185,31 +186,64 @@ impl Running {
         std::fs::read_to_string(self.dir.join("output.log")).unwrap_or_default()
     }
 
-    /// CPU time its processes used so far (user and system), seconds.
+    /// CPU time its processes (the child and its descendants: nginx's worker) used so far,
+    /// user and system, seconds.
     pub fn cpu_secs(&self) -> f64 {
-        procs::marked(MARK_VAR, &self.mark)
-            .iter()
-            .filter_map(|(pid, _)| cpu_ticks(*pid))
+        let Some(root) = self.child.as_ref().map(|c| c.id() as i32) else {
+            return 0.0;
+        };
+        std::iter::once(root)
+            .chain(descendants(root).into_iter().map(|(p, _)| p))
+            .filter_map(cpu_ticks)
             .sum::<u64>() as f64
             / ticks_per_sec() as f64
     }
 
+    /// SIGTERM, up to 5 s to exit, then SIGKILL to whatever is left of it. nginx rewrites its
+    /// processes' environment with their titles, so the mark cannot find them: its processes
+    /// are found as the child's descendants, before the child is signalled.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if self.front == Front::Ours {
-                // Ours drains and exits on SIGTERM; the sweep below catches anything left.
-                if let Some(fd) = procs::Pidfd::open_now(c.id() as i32) {
-                    let _ = fd.signal(libc::SIGTERM);
-                }
-                let until = Instant::now() + Duration::from_secs(5);
-                while Instant::now() < until && matches!(c.try_wait(), Ok(None)) {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let root = c.id() as i32;
+        let mut family = descendants(root);
+        family.extend(procs::stat(root).map(|s| (root, s.start)));
+        // Our own unreaped child: its pid cannot have been reused.
+        if let Some(fd) = Pidfd::open_now(root) {
+            let _ = fd.signal(libc::SIGTERM);
+        }
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until && matches!(c.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for (pid, start) in family {
+            if let Some(fd) = Pidfd::open(pid, start) {
+                let _ = fd.signal(libc::SIGKILL);
             }
-            procs::kill_marked(MARK_VAR, &self.mark, Duration::from_secs(10));
-            let _ = c.wait();
+        }
+        procs::kill_marked(MARK_VAR, &self.mark, Duration::from_secs(10));
+        let _ = c.wait();
+    }
+}
+
+/// (pid, start time) of every live descendant of `root`, from the parent links in `/proc`.
+fn descendants(root: i32) -> Vec<(i32, u64)> {
+    let all: Vec<procs::Stat> = procs::all_pids()
+        .into_iter()
+        .filter_map(procs::stat)
+        .collect();
+    let mut out: Vec<(i32, u64)> = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for s in all.iter().filter(|s| s.ppid == parent && s.state != 'Z') {
+            if !out.iter().any(|(p, _)| *p == s.pid) {
+                out.push((s.pid, s.start));
+                frontier.push(s.pid);
+            }
         }
     }
+    out
 }
 
 impl Drop for Running {

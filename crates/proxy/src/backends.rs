@@ -29,6 +29,8 @@ pub struct Backend {
     /// Copy of the ejection's end, in ms after `epoch`, so that picking needs no lock.
     ejected_until_ms: AtomicU64,
     passive: Mutex<Passive>,
+    /// Set by a failure, cleared by the next success: most successes then skip the lock.
+    troubled: AtomicBool,
     active_up: AtomicBool,
     requests: AtomicU64,
     failures: AtomicU64,
@@ -85,9 +87,11 @@ impl Backend {
             (old * 4 + sample) / 5
         };
         self.ewma_us.store(new.max(1), Ordering::Relaxed);
-        let mut p = self.lock();
-        p.success();
-        self.ejected_until_ms.store(0, Ordering::Relaxed);
+        if self.troubled.swap(false, Ordering::Relaxed) {
+            let mut p = self.lock();
+            p.success();
+            self.ejected_until_ms.store(0, Ordering::Relaxed);
+        }
     }
 
     /// A failure; ejects the backend when the policy says so.
@@ -95,6 +99,7 @@ impl Backend {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut p = self.lock();
+        self.troubled.store(true, Ordering::Relaxed);
         if let Some(length) = p.failure(policy, now, kind) {
             self.ejected_until_ms
                 .store(self.ms(now + length), Ordering::Relaxed);
@@ -256,6 +261,7 @@ impl Registry {
             ewma_us: AtomicU64::new(0),
             ejected_until_ms: AtomicU64::new(0),
             passive: Mutex::new(Passive::default()),
+            troubled: AtomicBool::new(false),
             active_up: AtomicBool::new(true),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -315,6 +321,10 @@ mod tests {
         assert_ne!(second.backends[1].id, first.backends[1].id);
         assert!(second.backends[1].available(Instant::now()));
         assert_eq!(r.status().updates, 2);
+        // An answer from an ejected backend (a request sent before the ejection) readmits it.
+        a.success(Duration::from_millis(1));
+        assert!(a.available(Instant::now()));
+        assert_eq!(a.status(Instant::now()).state, "up");
     }
 
     #[test]
