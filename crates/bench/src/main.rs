@@ -8,7 +8,7 @@ use bench::launch::{self, Ctx, RUN_VAR};
 use bench::proxy_peers::Front;
 use bench::report::{KindLatency, Machine, Results};
 use bench::scale::{self, ScaleResult};
-use bench::{interrupt, procs, proxy, report, timeserver};
+use bench::{interrupt, procs, proxy, proxy_report, report, timeserver};
 use clap::Parser;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -223,7 +223,7 @@ fn proxy_phase(
     );
     match proxy::run(ctx, &proxy::Plan::new(cfg.quick), &proxy_bin, &peers) {
         Ok(r) => {
-            eprintln!("{}", proxy::targets(&r));
+            eprintln!("{}", proxy_report::targets(&r));
             Ok(Some(r))
         }
         Err(e) => {
@@ -604,7 +604,7 @@ fn print_and_write(
             results.wall_secs
         );
         match proxy {
-            Some(p) => md.push_str(&proxy::markdown(p)),
+            Some(p) => md.push_str(&proxy_report::markdown(p)),
             None => md.push_str(&format!(
                 "The proxy benchmark failed: {:?}\n",
                 results.errors
@@ -664,7 +664,7 @@ fn print_and_write(
     }
     if let Some(p) = proxy {
         md.push('\n');
-        md.push_str(&proxy::markdown(p));
+        md.push_str(&proxy_report::markdown(p));
     }
     println!("{md}");
     let json = args
