@@ -206,6 +206,17 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_ejects_at_once_too() {
+        let t0 = Instant::now();
+        let mut p = Passive::default();
+        assert_eq!(
+            p.failure(&P, t0, Failure::Reset),
+            Some(Duration::from_millis(250))
+        );
+        assert!(p.ejected(t0));
+    }
+
+    #[test]
     fn other_failures_eject_after_n_in_a_row() {
         let t0 = Instant::now();
         let mut p = Passive::default();

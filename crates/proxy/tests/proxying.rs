@@ -463,3 +463,57 @@ fn bad_flags_exit_2_naming_the_flag_and_a_taken_port_exits_1() {
     );
     assert!(stderr.to_lowercase().contains("in use"), "{stderr}");
 }
+
+#[test]
+fn the_active_check_takes_a_hung_backend_out_and_puts_it_back() {
+    let sp = Spawner::new();
+    let good = start_on_free_port(&sp, "timeserver", "--port", &[]);
+    let hung = start_on_free_port(&sp, "timeserver", "--port", &[]);
+    let proxy = Proxy::start(
+        &sp,
+        &[
+            &format!("--backends={},{}", good.addr(), hung.addr()),
+            "--health-path=/about",
+            "--health-interval=100ms",
+            "--health-timeout=300ms",
+        ],
+    );
+    let state = |addr: &str| {
+        proxy.backends()["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["addr"] == addr)
+            .map(|b| b["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(state(hung.addr()), "up");
+    // A stopped process still has its socket: connections succeed, answers never come.
+    hung.signal(libc::SIGSTOP);
+    assert!(
+        wait_for(SOON, || state(hung.addr()) == "down"),
+        "{}",
+        proxy.backends()
+    );
+    for _ in 0..20 {
+        let t = Instant::now();
+        let r = http_get(&proxy.addr, "/time", &[]).unwrap();
+        assert_eq!(r.status, 200);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "a request went to the hung backend"
+        );
+    }
+    assert!(
+        proxy.proc.stderr().contains("health check failed"),
+        "{}",
+        proxy.proc.stderr()
+    );
+    hung.signal(libc::SIGCONT);
+    assert!(
+        wait_for(SOON, || state(hung.addr()) == "up"),
+        "{}",
+        proxy.backends()
+    );
+    assert!(proxy.proc.stderr().contains("health check passes again"));
+}
