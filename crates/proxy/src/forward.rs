@@ -12,12 +12,13 @@
 //!   once per request, under the same condition, when another backend is available.
 //!
 //! A response timeout is not retried: the backend may still be working on it, and a second
-//! wait would double the client's. Each backend is tried at most once per request, and at most
-//! `--retries` more attempts follow the first.
+//! wait would double the client's. At most `--retries` more sends follow the first.
 //!
-//! When no backend is available (none listed, all ejected), the request waits for one, until
-//! the connect timeout: an ejection that ends or a new list from the source wakes it. Then it
-//! is answered 503 with a body that says why.
+//! When no backend is available (none listed, all ejected), a request that can still be sent
+//! waits for one, until the connect timeout: an ejection that ends or a new list from the
+//! source wakes it, and then every backend may be tried again. This bridges the moment when a
+//! time server has just died and the other one's new port was refused because it was still
+//! being bound. At the connect timeout the request is answered 503 with a body that says why.
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -164,6 +165,10 @@ impl Proxy {
         let mut tried = Tried { ids: [0; 8], n: 0 };
         let mut shed_retried = false;
         let mut last: Option<Failed> = None;
+        // Attempts that sent the request: `--retries` bounds these. Connecting is cheap, and a
+        // refused backend is ejected, so connect failures are bounded by the backends and the
+        // connect timeout instead.
+        let mut sends = 0u32;
         let wait_until = started + self.connect_timeout;
         loop {
             let set = self.registry.current();
@@ -175,16 +180,22 @@ impl Proxy {
             let pick = self
                 .balancer
                 .pick(set.backends.len(), ok, |i| set.backends[i].load());
-            let (Some(i), true) = (pick, *attempts <= self.retries) else {
+            let (Some(i), true) = (pick, sends <= self.retries) else {
+                // No backend can be had right now (none listed, all ejected: a time server
+                // refused while it was still binding its new port, the other one just died).
+                // While the request can still be sent and the connect timeout allows, wait for
+                // one, and then every backend may be tried again.
+                let none_available = set.backends.iter().all(|b| !b.available(now));
+                if none_available && body.is_some() && sends <= self.retries && now < wait_until {
+                    self.wait_for_backend(&set, wait_until).await;
+                    tried.n = 0;
+                    continue;
+                }
                 if let Some(f) = last {
                     return Done {
                         response: text(f.status, f.message),
                         backend: None,
                     };
-                }
-                if tried.n == 0 && now < wait_until {
-                    self.wait_for_backend(&set, wait_until).await;
-                    continue;
                 }
                 return Done {
                     response: text(StatusCode::SERVICE_UNAVAILABLE, self.no_backend(&set, now)),
@@ -230,6 +241,7 @@ impl Proxy {
                 std::mem::take(&mut parts.headers)
             };
             let sent_at = Instant::now();
+            sends += 1;
             let answer =
                 tokio::time::timeout(self.response_timeout, sender.try_send_request(up)).await;
             let resp = match answer {
@@ -249,6 +261,7 @@ impl Proxy {
                         // Never sent: the pooled connection closed under us. Not the backend's
                         // fault; try again with the request as it was.
                         self.metrics.retry("stale");
+                        sends -= 1;
                         body = Some(req.into_body());
                         tried.forget(b.id);
                         continue;
@@ -281,7 +294,7 @@ impl Proxy {
                 && resp.headers().contains_key(RETRY_AFTER)
                 && retry_after_send
                 && !shed_retried
-                && *attempts <= self.retries
+                && sends <= self.retries
                 && self.another_available(&set, &tried)
             {
                 shed_retried = true;

@@ -229,7 +229,7 @@ fn connections_over_the_cap_wait_until_one_closes() {
 }
 
 #[test]
-fn all_backends_down_is_503_at_once_and_none_listed_is_503_after_the_connect_timeout() {
+fn all_backends_down_or_none_listed_is_503_within_the_connect_timeout() {
     let sp = Spawner::new();
     let (a, b) = (free_port(), free_port());
     let proxy = Proxy::start(
@@ -516,4 +516,110 @@ fn the_active_check_takes_a_hung_backend_out_and_puts_it_back() {
         proxy.backends()
     );
     assert!(proxy.proc.stderr().contains("health check passes again"));
+}
+
+#[test]
+fn a_backend_slower_than_the_response_timeout_gets_504_and_is_not_retried() {
+    let sp = Spawner::new();
+    let slow = start_on_free_port(&sp, "timeserver", "--port", &["--avg-response-ms=3000"]);
+    let proxy = proxy_to(&sp, slow.addr(), &["--response-timeout=300ms"]);
+    let t = Instant::now();
+    let r = http_get(&proxy.addr, "/time", &[]).unwrap();
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(r.body.contains("did not answer within"), "{}", r.body);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    // The backend saw the request once, and saw the proxy give up on it (499).
+    assert!(
+        wait_for(
+            SOON,
+            || slow.get_json("/monitor")["requests"]["/time"]["499"] == 1
+        ),
+        "{}",
+        slow.get_json("/monitor")
+    );
+    let m = slow.get_json("/monitor");
+    assert_eq!(m["requests"]["/time"].as_object().unwrap().len(), 1, "{m}");
+    assert_eq!(
+        proxy.metric(&format!(
+            "proxy_requests_total{{backend=\"{}\",status=\"504\"}}",
+            slow.addr()
+        )),
+        1.0
+    );
+}
+
+/// A server that reads each request and closes the connection without a byte of answer: a
+/// backend dying under the request.
+fn closing_server() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            let mut length = 0;
+            while r.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = r.read_exact(&mut body);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_reset_before_the_answer_is_retried_only_when_the_request_can_be_sent_again() {
+    let sp = Spawner::new();
+    let (closer, echo) = (closing_server(), echo_server());
+    let proxy = Proxy::start(
+        &sp,
+        &[
+            &format!("--backends={closer},{echo}"),
+            "--balance=round-robin",
+            "--eject-for=1ms",
+            "--eject-max=1ms",
+        ],
+    );
+    let mut c = Client::new(&proxy.addr, SOON);
+    // Two of each in a row: round robin then sends each kind to both backends, whatever
+    // the retries do to its turn.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        for _ in 0..2 {
+            std::thread::sleep(Duration::from_millis(5));
+            let a = c.get("/echo").unwrap();
+            assert_eq!(
+                a.status,
+                200,
+                "a GET is retried on the other backend: {}",
+                a.text()
+            );
+        }
+        for _ in 0..2 {
+            std::thread::sleep(Duration::from_millis(5));
+            let head = format!("POST /echo HTTP/1.1\r\nHost: {}", proxy.addr);
+            statuses.push(c.send(&head, b"pay once").unwrap().status);
+        }
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 502),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&502),
+        "a POST with a body that reached the dying backend is not sent again: {statuses:?}"
+    );
+    assert!(
+        proxy.metric("proxy_retries_total{reason=\"reset\"}") >= 1.0,
+        "{}",
+        proxy.metrics()
+    );
 }
