@@ -56,8 +56,8 @@ pub struct Cli {
     #[arg(long = "response-timeout", default_value = "60s", value_parser = parse_duration_arg, value_name = "DURATION")]
     pub response_timeout: Duration,
 
-    /// Most attempts on other backends after the first one fails (each backend is tried at
-    /// most once per request).
+    /// Most times a request is sent again, to another backend, after a failure. Connecting does
+    /// not count: a backend that refuses is skipped (and ejected) until the connect timeout.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub retries: u32,
 
