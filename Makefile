@@ -1,10 +1,14 @@
 # The two commands a newcomer needs (see README.md):
 #   make run   build the binaries into ./bin and run the supervisor over the brief's sample task list
 #   make test  install the test tools if missing, then formatting, lints and every test
-.PHONY: bin run test test-deps bench clean
+# And the whole time service behind its front door (the proxy on 127.0.0.1:8080):
+#   make run-proxied
+.PHONY: bin run run-proxied test test-deps bench clean
 
 PORTS ?= 8000-8099
-BINS := supervisor timeserver authserver
+# The time servers' ports behind the proxy: clear of the proxy's own 8080.
+PROXIED_PORTS ?= 8100-8199
+BINS := supervisor timeserver authserver proxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 bin:
@@ -14,6 +18,9 @@ bin:
 
 run: bin
 	./bin/supervisor --port-range=$(PORTS) --log=log/supervisor.log --dumpfile=run/supervisor.dump < etc/tasks.json
+
+run-proxied: bin
+	./bin/supervisor --port-range=$(PROXIED_PORTS) --log=log/supervisor.log --dumpfile=run/supervisor.dump < etc/timeservice.json
 
 # Tests drive headless Chromium (dashboard) and promtool (metrics format); nextest runs them.
 test-deps:

@@ -59,7 +59,11 @@ pub struct Args {
     #[arg(long)]
     pub no_api: bool,
 
-    /// Skip phases: latency, scale, timeserver (comma-separated).
+    /// Run only the proxy benchmark (ours against HAProxy and nginx): a few minutes.
+    #[arg(long)]
+    pub proxy_only: bool,
+
+    /// Skip phases: latency, scale, timeserver, proxy (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "PHASE,...")]
     pub skip: Vec<String>,
 
@@ -104,6 +108,7 @@ pub struct Config {
     pub latency: bool,
     pub scale: bool,
     pub timeserver: bool,
+    pub proxy: bool,
 }
 
 impl Args {
@@ -138,9 +143,10 @@ impl Args {
             timeserver_restarts: if q { 5 } else { 20 },
             stall: Duration::from_secs(if q { 10 } else { 15 }),
             scale_timeout: Duration::from_secs(self.scale_timeout_secs.max(1)),
-            latency: !skip("latency"),
-            scale: !skip("scale"),
-            timeserver: !skip("timeserver"),
+            latency: !skip("latency") && !self.proxy_only,
+            scale: !skip("scale") && !self.proxy_only,
+            timeserver: !skip("timeserver") && !self.proxy_only,
+            proxy: !skip("proxy"),
         }
     }
 }

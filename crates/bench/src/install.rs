@@ -97,3 +97,30 @@ pub fn ensure(kinds: &[Kind], install: bool, log: &Path) -> Vec<PeerInfo> {
         })
         .collect()
 }
+
+/// Installs the Debian packages of the `(binary, package)` pairs whose binary is missing
+/// (unless `install` is false); returns the binaries still missing afterwards.
+pub fn ensure_binaries(wanted: &[(&str, &str)], install: bool, log: &Path) -> Vec<String> {
+    let absent = |w: &[(&str, &str)]| -> Vec<(String, String)> {
+        w.iter()
+            .filter(|(b, _)| which(b).is_none())
+            .map(|(b, p)| (b.to_string(), p.to_string()))
+            .collect()
+    };
+    let want = absent(wanted);
+    if install && !want.is_empty() {
+        let pkgs: Vec<&str> = want.iter().map(|(_, p)| p.as_str()).collect();
+        eprintln!(
+            "bench: installing {} with apt-get (log: {})",
+            pkgs.join(", "),
+            log.display()
+        );
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend(&pkgs);
+        if !apt(&args, log) {
+            apt(&["update", "-q"], log);
+            apt(&args, log);
+        }
+    }
+    absent(wanted).into_iter().map(|(b, _)| b).collect()
+}

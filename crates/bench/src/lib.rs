@@ -11,6 +11,9 @@
 //! - `records`: the start/end records `bench-task` appends.
 //! - `task`: building and finding `bench-task`, the task program (`crates/bench-task`).
 //! - `latency`, `scale`, `timeserver`, `api`: the measurements.
+//! - `proxy`, `proxy_peers`, `proxy_load`, `proxy_report`: our proxy against HAProxy and nginx
+//!   (issue 16): the run, the peers' configurations, the load (a paced generator of our own,
+//!   and wrk), the table.
 //! - `stats`, `report`: medians and spreads, the table, the targets, the JSON.
 //!
 //! # Theory of operation
@@ -30,6 +33,10 @@ pub mod kind;
 pub mod latency;
 pub mod launch;
 pub mod procs;
+pub mod proxy;
+pub mod proxy_load;
+pub mod proxy_peers;
+pub mod proxy_report;
 pub mod records;
 pub mod report;
 pub mod scale;

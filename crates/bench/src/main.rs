@@ -5,9 +5,10 @@ use bench::install::{self, PeerInfo};
 use bench::kind::{Bins, Kind};
 use bench::latency::{self, Case, CaseResult};
 use bench::launch::{self, Ctx, RUN_VAR};
+use bench::proxy_peers::Front;
 use bench::report::{KindLatency, Machine, Results};
 use bench::scale::{self, ScaleResult};
-use bench::{interrupt, procs, report, timeserver};
+use bench::{interrupt, procs, proxy, proxy_report, report, timeserver};
 use clap::Parser;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -52,7 +53,7 @@ fn run(args: &Args, run_id: &str) -> Result<()> {
     let wall = Instant::now();
     let cfg = args.config();
     if !args.no_build {
-        build(cfg.kinds.contains(&Kind::Ours) && cfg.timeserver);
+        build(cfg.kinds.contains(&Kind::Ours) && cfg.timeserver, cfg.proxy);
     }
     let mut bins = Bins::locate()?;
     if let Some(p) = &args.supervisor {
@@ -70,7 +71,11 @@ fn run(args: &Args, run_id: &str) -> Result<()> {
         .ok()
         .and_then(|e| Some(e.parent()?.parent()?.to_path_buf()))
         .unwrap_or_else(std::env::temp_dir);
-    let peers_wanted: Vec<Kind> = cfg.kinds.iter().copied().filter(|k| k.is_peer()).collect();
+    let peers_wanted: Vec<Kind> = if args.proxy_only {
+        Vec::new()
+    } else {
+        cfg.kinds.iter().copied().filter(|k| k.is_peer()).collect()
+    };
     let peers = install::ensure(
         &peers_wanted,
         !args.no_install,
@@ -178,9 +183,54 @@ fn run(args: &Args, run_id: &str) -> Result<()> {
             Err(e) => soft_error(&mut results.errors, "timeserver", e)?,
         }
     }
+    let proxy = if cfg.proxy {
+        proxy_phase(&ctx, &cfg, args, &target_dir, &mut results.errors)?
+    } else {
+        None
+    };
     results.wall_secs = wall.elapsed().as_secs_f64();
     results.check_targets();
-    print_and_write(args, &cfg, &results, &peers, &target_dir)
+    print_and_write(args, &cfg, &results, &peers, &target_dir, proxy.as_ref())
+}
+
+/// Our proxy against HAProxy and nginx (issue 16); see `bench::proxy`.
+fn proxy_phase(
+    ctx: &Ctx,
+    cfg: &Config,
+    args: &Args,
+    target_dir: &Path,
+    errors: &mut Vec<String>,
+) -> Result<Option<proxy::ProxyResults>> {
+    let missing = proxy::ensure_tools(!args.no_install, &target_dir.join("bench-apt.log"));
+    if missing.iter().any(|m| m == "wrk") {
+        soft_error(errors, "proxy", anyhow::anyhow!("wrk is not installed"))?;
+        return Ok(None);
+    }
+    let peers: Vec<Front> = [(Front::Haproxy, "haproxy"), (Front::Nginx, "nginx")]
+        .into_iter()
+        .filter(|(_, b)| !missing.iter().any(|m| m == b))
+        .map(|(f, _)| f)
+        .collect();
+    let proxy_bin = ctx.bins.supervisor.with_file_name("proxy");
+    eprintln!(
+        "bench: proxy: ours ({}) against {}",
+        proxy_bin.display(),
+        peers
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match proxy::run(ctx, &proxy::Plan::new(cfg.quick), &proxy_bin, &peers) {
+        Ok(r) => {
+            eprintln!("{}", proxy_report::targets(&r));
+            Ok(Some(r))
+        }
+        Err(e) => {
+            soft_error(errors, "proxy", e)?;
+            Ok(None)
+        }
+    }
 }
 
 /// Records an error and goes on, unless the run was interrupted.
@@ -536,7 +586,44 @@ fn print_and_write(
     results: &Results,
     peers: &[PeerInfo],
     target_dir: &Path,
+    proxy: Option<&proxy::ProxyResults>,
 ) -> Result<()> {
+    if let Some(p) = proxy {
+        let path = target_dir.join("bench-proxy.json");
+        let text = serde_json::to_string_pretty(p).context("cannot encode the proxy results")?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.proxy_only {
+        let mut md = format!(
+            "Run {} UTC on {} cores ({}), Linux {}; {} mode; took {:.0} s.\n\n",
+            results.date_utc,
+            results.machine.cores,
+            results.machine.cpu,
+            results.machine.kernel,
+            if cfg.quick { "quick" } else { "full" },
+            results.wall_secs
+        );
+        match proxy {
+            Some(p) => md.push_str(&proxy_report::markdown(p)),
+            None => md.push_str(&format!(
+                "The proxy benchmark failed: {:?}\n",
+                results.errors
+            )),
+        }
+        println!("{md}");
+        let md_path = args
+            .markdown
+            .clone()
+            .unwrap_or_else(|| target_dir.join("bench-proxy.md"));
+        std::fs::write(&md_path, &md)
+            .with_context(|| format!("cannot write {}", md_path.display()))?;
+        eprintln!(
+            "bench: results in {} and {}",
+            target_dir.join("bench-proxy.json").display(),
+            md_path.display()
+        );
+        return Ok(());
+    }
     let mut md = String::new();
     md.push_str(&format!(
         "Run {} UTC on {} cores ({}), {:.0} GiB, Linux {}; {} mode; {} restarts × {} series per case; idle window {:.0} s; took {:.0} s.\n\n",
@@ -575,6 +662,10 @@ fn print_and_write(
         md.push_str("\nNotes:\n\n");
         md.push_str(&notes);
     }
+    if let Some(p) = proxy {
+        md.push('\n');
+        md.push_str(&proxy_report::markdown(p));
+    }
     println!("{md}");
     let json = args
         .json
@@ -597,7 +688,7 @@ fn print_and_write(
 
 /// Builds what the harness runs, when started through cargo (`CARGO` is set). A failed build is
 /// not fatal when an older binary exists; `Bins::locate` says what is missing.
-fn build(timeserver: bool) {
+fn build(timeserver: bool, proxy: bool) {
     let Some(cargo) = std::env::var_os("CARGO") else {
         return;
     };
@@ -611,6 +702,11 @@ fn build(timeserver: bool) {
     )];
     if timeserver {
         steps.push(workspace("build --release -p timeserver --bin timeserver"));
+    }
+    if proxy {
+        steps.push(workspace(
+            "build --release -p proxy -p timeserver --bin proxy --bin timeserver",
+        ));
     }
     // The task program: libc-free, a package of its own outside the workspace.
     steps.push(bench::task::build_command(&cargo));

@@ -365,8 +365,10 @@ fn tasks_closing_or_redirecting_their_descriptors_change_nothing() {
     }
     assert_eq!(alive_of(&sup.path("closer.pids")).len(), 1);
     assert_eq!(alive_of(&sup.path("redir.pids")).len(), 1);
+    // At most as many as before (a descriptor open for a moment when `fds0` was read, such as
+    // a cgroup file being read, may be closed by now).
     assert!(
-        wait_for(LONG, || fd_count(sup_pid) == fds0),
+        wait_for(LONG, || fd_count(sup_pid) <= fds0),
         "20 restarts leaked descriptors in the supervisor: {fds0} then {}",
         fd_count(sup_pid)
     );

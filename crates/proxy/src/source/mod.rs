@@ -1,0 +1,144 @@
+//! Where the backends come from.
+//!
+//! A source is a task that publishes the whole list of backends ([`Target`]s) through a
+//! [`Feed`] whenever it learns of a change, and says how it is doing (connected, last error)
+//! for the status page. Publishing the whole list, not deltas, keeps every source
+//! level-triggered: a missed notification costs a late update, never a wrong one.
+//!
+//! Adding a source is one module implementing [`Source`] and one arm in [`Spec::parse`] and
+//! [`Spec::into_source`]. The ubervisor (cluster mode, `ubervisor:URL/JOB`) will be one: it
+//! is recognised here and refused with a clear message until it exists.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::backends::Registry;
+
+pub mod sse;
+pub mod statics;
+pub mod supervisor;
+
+/// One backend as a source names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    /// What the metrics and the status page call it: the task name, or the address.
+    pub name: Arc<String>,
+    pub addr: SocketAddr,
+}
+
+/// How a source is doing, for the status page and `/backends`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SourceStatus {
+    /// What the source is (`supervisor http://127.0.0.1:7171 tasks timeserver-*`).
+    pub describe: String,
+    /// True while the source follows its origin live.
+    pub connected: bool,
+    /// Lists published so far.
+    pub updates: u64,
+    /// When the last list was published (Unix ms).
+    pub last_update_unix_ms: Option<u64>,
+    /// The last failure to reach the origin, if the source is not connected now.
+    pub last_error: Option<String>,
+}
+
+/// A source's way to publish.
+#[derive(Clone)]
+pub struct Feed {
+    registry: Arc<Registry>,
+}
+
+impl Feed {
+    pub fn new(registry: Arc<Registry>) -> Feed {
+        Feed { registry }
+    }
+
+    /// Replaces the whole backend list.
+    pub fn publish(&self, targets: Vec<Target>) {
+        self.registry.replace(targets);
+    }
+
+    /// The source follows its origin live again.
+    pub fn connected(&self) {
+        self.registry.source_status(|s| {
+            s.connected = true;
+            s.last_error = None;
+        });
+    }
+
+    /// The source lost its origin; the last list stays in force.
+    pub fn disconnected(&self, error: String) {
+        self.registry.source_status(|s| {
+            s.connected = false;
+            s.last_error = Some(error);
+        });
+    }
+}
+
+/// A running source of backends.
+pub trait Source: Send + 'static {
+    /// One line for the log and the status page.
+    fn describe(&self) -> String;
+    /// Publishes lists through `feed` until the process ends.
+    fn run(self: Box<Self>, feed: Feed) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// `--backends` as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spec {
+    Static(Vec<SocketAddr>),
+    Supervisor(supervisor::Spec),
+}
+
+impl Spec {
+    /// `supervisor:URL/PATTERN`, `static:ADDR,ADDR` or `ADDR,ADDR`.
+    pub fn parse(s: &str) -> Result<Spec, String> {
+        if let Some(rest) = s.strip_prefix("supervisor:") {
+            return supervisor::Spec::parse(rest).map(Spec::Supervisor);
+        }
+        if s.starts_with("ubervisor:") {
+            return Err(format!(
+                "{s:?}: the ubervisor source (cluster mode) is not available in this version; \
+                 use supervisor:http://HOST:PORT/PATTERN or a static list"
+            ));
+        }
+        let list = s.strip_prefix("static:").unwrap_or(s);
+        statics::parse(list).map(Spec::Static)
+    }
+
+    /// [`Spec::parse`] for clap, with the accepted forms in the message.
+    pub fn parse_arg(s: &str) -> Result<Spec, String> {
+        Spec::parse(s).map_err(|e| {
+            format!(
+                "{e}\n  expected supervisor:http://HOST:PORT/PATTERN (e.g. \
+                 supervisor:http://127.0.0.1:7171/timeserver-*) or static:HOST:PORT,HOST:PORT"
+            )
+        })
+    }
+
+    pub fn into_source(self, token: Option<String>) -> Box<dyn Source> {
+        match self {
+            Spec::Static(addrs) => Box::new(statics::Static { addrs }),
+            Spec::Supervisor(spec) => Box::new(supervisor::Supervisor::new(spec, token)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_three_forms() {
+        assert_eq!(
+            Spec::parse("127.0.0.1:1,127.0.0.1:2"),
+            Spec::parse("static:127.0.0.1:1, 127.0.0.1:2")
+        );
+        assert!(matches!(
+            Spec::parse("supervisor:http://127.0.0.1:7171/timeserver-*"),
+            Ok(Spec::Supervisor(_))
+        ));
+        let e = Spec::parse("ubervisor:http://127.0.0.1:7000/web").expect_err("not yet");
+        assert!(e.contains("not available"), "{e}");
+    }
+}
