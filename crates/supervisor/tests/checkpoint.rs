@@ -153,19 +153,14 @@ fn processes_started_after_the_last_checkpoint_are_found_by_marker() {
     );
     assert!(wait_for(LONG, || pids_in(&sup.path("a.pids")).len() == 3));
     assert_eq!(alive_in(&sup.path("a.pids")).len(), 1);
-    // Found by its cgroup (or, without cgroups, by its marker): not by the stale dump.
-    let log = sup.log();
-    assert!(
-        [
-            "via=cgroup",
-            "via=marker",
-            "via=\"cgroup\"",
-            "via=\"marker\""
-        ]
-        .iter()
-        .any(|v| log.contains(v)),
-        "{log}"
-    );
+    // Found by its cgroup (or, without cgroups, by its marker): not by the stale dump. (Log
+    // lines of a loop turn are written after its spawns: wait for them.)
+    let found_by = |log: &str| {
+        ["via=\"cgroup\"", "via=\"marker\""]
+            .iter()
+            .any(|v| log.contains(v))
+    };
+    assert!(wait_for(LONG, || found_by(&sup.log())), "{}", sup.log());
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));
 }

@@ -8,7 +8,7 @@ use crate::common::*;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use testkit::browser::{Browser, Page};
-use testkit::{free_port_range, http_get, pid_alive, wait_for_value};
+use testkit::{free_port_range, http_get, pid_alive, wait_for, wait_for_value};
 
 fn launch() -> Browser {
     Browser::launch().unwrap_or_else(|e| panic!("the dashboard tests need headless Chromium: {e}"))
@@ -205,7 +205,10 @@ fn dashboard_shows_tasks_and_ports_and_restarts_a_task() {
     );
     drop(page);
     drop(browser);
-    assert!(chromium.iter().all(|p| !pid_alive(*p)), "{chromium:?}");
+    assert!(
+        wait_for(LONG, || chromium.iter().all(|p| !pid_alive(*p))),
+        "{chromium:?}"
+    );
 }
 
 #[test]
