@@ -7,9 +7,11 @@ use crate::api::{self, ApiState, Token};
 use crate::checkpoint_io::{self, DumpLock, DumpRead};
 use crate::cli::{Args, DEFAULT_LISTEN, Listen};
 use crate::daemon::{Daemon, DumpConfig};
+use crate::greeting::Greeting;
 use crate::logging::LogTarget;
 use crate::metrics::Metrics;
 use crate::report;
+use crate::runtime::RuntimeFile;
 use crate::{procfs, recovery};
 use servicekit::http_client::Url;
 use std::io::{IsTerminal, Read};
@@ -76,21 +78,29 @@ pub fn main(args: Args) -> ExitCode {
         None => LogTarget::stderr(),
     };
     log.install(args.log_level);
-    if let Some(p) = &args.log {
-        eprintln!(
-            "supervisor: pid {}, logging to {}",
-            std::process::id(),
-            p.display()
-        );
-    }
-    match run(args, specs, log, api) {
+    log.tee_warnings(stdin_is_not_the_log_and_stderr_is_a_terminal(&args));
+    let flush = log.clone();
+    let code = match run(args, specs, log, api) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            // The log line first, when it goes to the terminal too.
+            flush.flush(LOG_FLUSH);
             eprintln!("supervisor: {e:#}");
             ExitCode::from(1)
         }
-    }
+    };
+    // Bounded: a sink that takes nothing (a stderr pipe nobody reads) must not keep us here.
+    flush.flush(LOG_FLUSH);
+    code
+}
+
+/// How long an exit waits for the log to take its last lines.
+const LOG_FLUSH: Duration = Duration::from_secs(2);
+
+/// WARN and ERROR lines go to the terminal too when the log is a file and a person watches.
+fn stdin_is_not_the_log_and_stderr_is_a_terminal(args: &Args) -> bool {
+    args.log.is_some() && std::io::stderr().is_terminal()
 }
 
 /// The IO part of validation: every `input` file must be readable now.
@@ -138,7 +148,7 @@ fn check_dumpfile(args: &Args) -> Result<(), String> {
 /// The API and report flags, checked before anything else happens.
 struct ApiSettings {
     listen: Option<std::net::SocketAddr>,
-    /// True when the address was given explicitly: then failing to bind it is fatal.
+    /// True when the address was given with --listen (the error message then names the flag).
     explicit: bool,
     token: Option<Token>,
     report: Option<Url>,
@@ -205,9 +215,33 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         boot_id: boot_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let _lock = match &args.dumpfile {
+    // The lock, then the API address, then the runtime file, all before recovery and before
+    // any task: a taken address is exit 1 with nothing started or stopped (api_listen.rs).
+    let lock = args
+        .dumpfile
+        .as_deref()
+        .map(DumpLock::acquire)
+        .transpose()?;
+    let listener = match api.listen {
+        Some(addr) => {
+            Some(crate::api_listen::bind(addr, api.explicit).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
+    let api_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let mut held = match (lock, &args.dumpfile) {
+        (Some(lock), Some(path)) => Some(RuntimeFile::write(
+            lock,
+            path,
+            &instance,
+            &boot_id,
+            api_addr,
+            args.api_token_file.as_deref(),
+        )?),
+        _ => None,
+    };
+    let _held = match &args.dumpfile {
         Some(path) => {
-            let lock = DumpLock::acquire(path)?;
             let dump = match checkpoint_io::read_dump(path) {
                 DumpRead::Missing => None,
                 DumpRead::Valid(c) => Some(c),
@@ -246,7 +280,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
             if !report.survivors.is_empty() {
                 tracing::error!(pids = ?report.survivors, "recovery: leftovers survived SIGKILL");
             }
-            Some(lock)
+            held.take()
         }
         None => None,
     };
@@ -281,6 +315,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         core.add_task(now, spec)
             .with_context(|| format!("cannot add task {name}"))?;
     }
+    let tasks = core.task_count();
     let dump = args.dumpfile.clone().map(|path| DumpConfig { path });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -289,28 +324,33 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(256);
     let (events_tx, _) = tokio::sync::broadcast::channel(4096);
     let metrics = Metrics::default();
-    if let Some(addr) = api.listen {
-        match std::net::TcpListener::bind(addr) {
-            Ok(listener) => {
-                let local = listener
-                    .local_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_else(|_| addr.to_string());
-                let state = ApiState {
-                    control: control_tx.clone(),
-                    events: events_tx.clone(),
-                    token: api.token.clone(),
-                    metrics: metrics.clone(),
-                };
-                api::spawn_server(listener, state).context("cannot start the API thread")?;
-                tracing::info!(addr = %local, auth = api.token.is_some(), "API listening: dashboard at http://{local}/");
-            }
-            Err(e) if api.explicit => anyhow::bail!("cannot listen on {addr} for the API: {e}"),
-            Err(e) => {
-                tracing::warn!(addr = %addr, error = %e, "cannot listen on the default API address; running without the API (use --listen)")
-            }
-        }
+    if let (Some(listener), Some(local)) = (listener, api_addr) {
+        let state = ApiState {
+            control: control_tx.clone(),
+            events: events_tx.clone(),
+            token: api.token.clone(),
+            metrics: metrics.clone(),
+            me: api::Me {
+                instance: instance.as_str().into(),
+                pid: std::process::id(),
+                dump: args
+                    .dumpfile
+                    .as_deref()
+                    .map(|d| crate::runtime::absolute(d).display().to_string()),
+            },
+        };
+        api::spawn_server(listener, state).context("cannot start the API thread")?;
+        tracing::info!(addr = %local, auth = api.token.is_some(), "API listening: dashboard at http://{local}/");
     }
+    Greeting {
+        api: api_addr,
+        token: api.token.is_some(),
+        log: args.log.clone(),
+        dump: args.dumpfile.clone(),
+        tasks,
+        control: control_tx.clone(),
+    }
+    .start();
     rt.block_on(async {
         if let Some(url) = api.report {
             tracing::info!(url = %format!("http://{}{}", url.authority, url.path), every = ?args.report_interval, "reporting upstream");

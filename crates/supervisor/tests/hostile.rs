@@ -673,6 +673,7 @@ fn pidns_inner(dir: &Path) {
                 &format!("--dumpfile={DUMP}"),
                 "--checkpoint-interval=100ms",
                 &format!("--log=sup{n}.log"),
+                "--listen=none",
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod apiaddr;
 mod chaos;
 mod checkpoint;
 mod common;
