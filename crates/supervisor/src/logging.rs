@@ -26,11 +26,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Lines the queue holds at most. A start-up of 10 000 tasks logs 10 000 lines within two
-/// seconds; the writer keeps up with a file by far, so only a stuck sink fills this.
-pub const MAX_QUEUED_LINES: usize = 16_384;
-/// Bytes the queue holds at most (long argv in a line must not make the queue huge).
-pub const MAX_QUEUED_BYTES: usize = 4 << 20;
+/// Lines the queue holds at most. A start-up of 10 000 tasks logs about 5 lines per ms; the
+/// writer takes them in batches far faster, so only a sink that is stuck (or a writer starved
+/// of CPU for most of a second) fills this.
+pub const MAX_QUEUED_LINES: usize = 4096;
+/// Bytes the queue holds at most (long lines must not make the queue huge).
+pub const MAX_QUEUED_BYTES: usize = 1 << 20;
 /// Lines dropped less than this long ago make `/health` degraded.
 pub const DROP_DEGRADES_FOR: Duration = Duration::from_secs(10);
 

@@ -11,5 +11,7 @@ mod corpus;
 mod dashboard;
 mod fsfaults;
 mod hostile;
+mod logsink;
 mod run;
+mod terminal;
 mod timeservice;
