@@ -15,6 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// How long the table waits for the tasks to start.
 pub const TABLE_AFTER: Duration = Duration::from_secs(2);
+/// How long the table waits after the last first start.
+const SETTLE: Duration = Duration::from_millis(300);
 /// Rows shown at most; `ctl status` shows them all.
 const MAX_ROWS: usize = 20;
 
@@ -78,7 +80,9 @@ impl Greeting {
         out
     }
 
-    /// Snapshots until no task waits for its first start, or [`TABLE_AFTER`] passes.
+    /// Snapshots until no task waits for its first start, or [`TABLE_AFTER`] passes. Then
+    /// [`SETTLE`] more (within the deadline), so a task that dies right after its start (a bad
+    /// flag, a missing library) shows that, not "running".
     fn wait_for_start(&self) -> Option<Snapshot> {
         let deadline = Instant::now() + TABLE_AFTER;
         loop {
@@ -86,8 +90,13 @@ impl Greeting {
             let waiting = snap.views.iter().any(|v| {
                 v.state == TaskState::Starting && v.pid.is_none() && v.last_exit.is_none()
             });
-            if !waiting || Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Some(snap);
+            }
+            if !waiting {
+                std::thread::sleep(SETTLE.min(deadline - now));
+                return self.snapshot();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -115,7 +124,12 @@ impl Greeting {
                 v.state.as_str().to_string(),
                 v.pid.map_or("-".into(), |p| p.to_string()),
                 v.port.map_or("-".into(), |p| p.to_string()),
-                reason(v, snap.now).unwrap_or_default(),
+                reason(v, snap.now)
+                    .or_else(|| {
+                        let e = v.last_exit.filter(|_| v.restarts > 0)?;
+                        Some(format!("restarted after {}", e.status))
+                    })
+                    .unwrap_or_default(),
             ]);
         }
         let widths: Vec<usize> = (0..5)
