@@ -34,21 +34,7 @@ pub struct Expected {
 impl Target {
     /// Resolves `--api` and `--dumpfile` (see the module docs).
     pub fn resolve(api: Option<&str>, dumpfile: Option<&Path>) -> Result<Target, String> {
-        let default_run = Path::new(DEFAULT_RUN_DUMP);
-        let dump = match dumpfile {
-            Some(d) => Some(d),
-            None if api.is_none() && runtime::runtime_path(default_run).exists() => {
-                Some(default_run)
-            }
-            None => None,
-        };
-        let expected = match dump {
-            Some(d) => Some(Expected {
-                info: runtime::read(d).map_err(|e| e.to_string())?,
-                file: runtime::runtime_path(d),
-            }),
-            None => None,
-        };
+        let expected = Expected::find(api, dumpfile)?;
         let shown = match (api, &expected) {
             (Some(a), _) => a.trim_end_matches('/').to_string(),
             (None, Some(e)) => match &e.info.api {
@@ -151,6 +137,21 @@ impl Target {
 }
 
 impl Expected {
+    /// The runtime file `--dumpfile` names, or (without `--api`) the one of
+    /// [`DEFAULT_RUN_DUMP`] when it exists; `None` when neither applies.
+    pub fn find(api: Option<&str>, dumpfile: Option<&Path>) -> Result<Option<Expected>, String> {
+        let default_run = Path::new(DEFAULT_RUN_DUMP);
+        let dump = match dumpfile {
+            Some(d) => d,
+            None if api.is_none() && runtime::runtime_path(default_run).exists() => default_run,
+            None => return Ok(None),
+        };
+        Ok(Some(Expected {
+            info: runtime::read(dump).map_err(|e| e.to_string())?,
+            file: runtime::runtime_path(dump),
+        }))
+    }
+
     /// Whether the named process still runs, in words.
     pub fn liveness_note(&self) -> String {
         match self.info.liveness() {

@@ -397,3 +397,26 @@ fn ctl_pid_refuses_the_stale_pid_of_a_crashed_supervisor() {
         "{err}"
     );
 }
+
+#[test]
+fn without_an_api_ctl_pid_checks_the_runtime_file_and_other_commands_say_why_they_cannot() {
+    let mut sup = Sup::new();
+    sup.start(
+        &list(&[sh_task("t", "echo $$ > t.pid; exec sleep 1000")]),
+        &["--dumpfile=s.dump", "--listen=none"],
+    );
+    wait_pid_file(&sup.path("t.pid"));
+    assert!(wait_for(LONG, || sup.path("s.dump.api").exists()));
+    let (code, out, err) = ctl_in(sup.dir.path(), &["--dumpfile=s.dump", "pid"]);
+    assert_eq!(
+        (code, out.trim()),
+        (Some(0), sup.pid().to_string().as_str()),
+        "{err}"
+    );
+    let (code, _, err) = ctl_in(sup.dir.path(), &["--dumpfile=s.dump", "status"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("runs without an API (--listen=none)"), "{err}");
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+    assert!(!sup.path("s.dump.api").exists());
+}

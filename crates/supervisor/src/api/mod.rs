@@ -261,3 +261,22 @@ async fn not_found() -> ApiError {
         "no such endpoint: see GET / for the dashboard, /health, /tasks, /metrics, /events",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_json_cannot_close_its_script_and_parses_back() {
+        let v =
+            serde_json::json!({"argv": ["</script><script>alert(1)</script>", "a & b", "<!--"]});
+        let safe = script_safe(&v.to_string());
+        assert!(
+            !safe.contains('<') && !safe.contains('>') && !safe.contains('&'),
+            "{safe}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).expect("still JSON");
+        assert_eq!(back, v);
+        assert_eq!(DASHBOARD.matches("__INITIAL_STATE__").count(), 1);
+    }
+}
