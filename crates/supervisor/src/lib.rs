@@ -37,6 +37,7 @@ pub mod daemon;
 pub mod events;
 pub mod greeting;
 pub mod kill;
+pub mod log_queue;
 pub mod logging;
 pub mod metrics;
 pub mod procfs;

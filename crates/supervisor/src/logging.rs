@@ -13,16 +13,18 @@
 //! between two batches: no line is lost, and none logged after the reopen goes to the old file.
 //!
 //! With `--log=FILE` and a terminal on standard error, WARN and ERROR lines are copied to the
-//! terminal too ([`LogTarget::tee_warnings`]). At a clean exit [`LogTarget::flush`] waits a
-//! bounded time for the queue to drain: a stuck sink delays the exit, but cannot prevent it.
-use std::collections::VecDeque;
+//! terminal too ([`LogTarget::tee_warnings`]), through a queue and a writer thread of their own:
+//! a paused terminal (Ctrl-S) loses copies, never lines of the file. At an exit
+//! [`LogTarget::flush`] waits a bounded time for the queues to drain: a stuck sink delays the
+//! exit, but cannot prevent it.
+use crate::log_queue::LineQueue;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -69,11 +71,10 @@ enum Kind {
 
 struct Shared {
     kind: Kind,
-    queue: Mutex<Queue>,
-    /// The writer waits here for lines (or a reopened file).
-    wake: Condvar,
-    /// [`LogTarget::flush`] waits here for the writer to finish a batch.
-    progress: Condvar,
+    /// Every line, for the log itself.
+    lines: LineQueue,
+    /// Copies of WARN and ERROR lines for the terminal (only with a log file).
+    tee_lines: LineQueue,
     /// A file opened by [`LogTarget::reopen`], for the writer to switch to.
     reopened: Mutex<Option<File>>,
     /// Copy WARN and ERROR lines to standard error too.
@@ -83,23 +84,6 @@ struct Shared {
     last_drop_ms: AtomicU64,
     epoch: Instant,
     started: OnceLock<()>,
-}
-
-#[derive(Default)]
-struct Queue {
-    lines: VecDeque<Line>,
-    bytes: usize,
-    /// Lines taken into the queue, and lines the writer is done with (written or failed).
-    accepted: u64,
-    done: u64,
-    /// Set when `reopened` holds a file: the writer must wake even with no line.
-    switch: bool,
-}
-
-struct Line {
-    text: Vec<u8>,
-    /// WARN or ERROR: copied to the terminal when teeing.
-    severe: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -163,9 +147,8 @@ impl LogTarget {
         LogTarget {
             shared: Arc::new(Shared {
                 kind,
-                queue: Mutex::new(Queue::default()),
-                wake: Condvar::new(),
-                progress: Condvar::new(),
+                lines: LineQueue::new(MAX_QUEUED_LINES, MAX_QUEUED_BYTES),
+                tee_lines: LineQueue::new(MAX_QUEUED_LINES, MAX_QUEUED_BYTES),
                 reopened: Mutex::new(file),
                 tee: AtomicBool::new(false),
                 dropped: AtomicU64::new(0),
@@ -200,8 +183,7 @@ impl LogTarget {
         };
         let file = open_append(path)?;
         *lock(&self.shared.reopened) = Some(file);
-        lock(&self.shared.queue).switch = true;
-        self.shared.wake.notify_one();
+        self.shared.lines.kick();
         Ok(())
     }
 
@@ -227,21 +209,10 @@ impl LogTarget {
             return true;
         }
         let deadline = Instant::now() + timeout;
-        let mut q = lock(&self.shared.queue);
-        let target = q.accepted;
-        while q.done < target {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            q = self
-                .shared
-                .progress
-                .wait_timeout(q, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        true
+        let lines = self.shared.lines.wait_drained(deadline);
+        let copies = !self.shared.tee.load(Ordering::Relaxed)
+            || self.shared.tee_lines.wait_drained(deadline);
+        lines && copies
     }
 
     pub fn stats(&self) -> LogStats {
@@ -262,6 +233,17 @@ impl LogTarget {
             // Without a writer the lines would only pile up: say so once, where someone looks.
             eprintln!("supervisor: cannot start the log writer thread: {e}; logging is off");
         }
+        if matches!(self.shared.kind, Kind::File(_)) {
+            let shared = self.shared.clone();
+            let spawned = without_signals(|| {
+                std::thread::Builder::new()
+                    .name("log-tee".into())
+                    .spawn(move || shared.tee_loop())
+            });
+            if let Err(e) = spawned {
+                eprintln!("supervisor: cannot start the log's terminal thread: {e}");
+            }
+        }
     }
 
     /// Queues one finished line; never blocks on IO.
@@ -270,19 +252,12 @@ impl LogTarget {
         if text.is_empty() {
             return;
         }
-        let mut q = lock(&s.queue);
-        if q.lines.len() >= MAX_QUEUED_LINES || q.bytes + text.len() > MAX_QUEUED_BYTES {
-            drop(q);
-            s.count_drop(1);
-            return;
+        if severe && s.tee.load(Ordering::Relaxed) {
+            // A copy for the terminal; lost (not counted) if the terminal does not keep up.
+            let _ = s.tee_lines.push(text.clone());
         }
-        q.bytes += text.len();
-        q.accepted += 1;
-        q.lines.push_back(Line { text, severe });
-        let first = q.lines.len() == 1;
-        drop(q);
-        if first {
-            s.wake.notify_one();
+        if !s.lines.push(text) {
+            s.count_drop(1);
         }
     }
 }
@@ -295,7 +270,7 @@ impl Shared {
             dropped: self.dropped.load(Ordering::Relaxed),
             dropping: last != 0
                 && now_ms.saturating_sub(last) < DROP_DEGRADES_FOR.as_millis() as u64,
-            queued: lock(&self.queue).lines.len(),
+            queued: self.lines.len(),
         }
     }
 
@@ -310,30 +285,16 @@ impl Shared {
         let mut file: Option<File> = lock(&self.reopened).take();
         let mut reported_drops = 0u64;
         let mut buf = Vec::new();
-        let mut tee_buf = Vec::new();
         loop {
-            let batch = {
-                let mut q = lock(&self.queue);
-                while q.lines.is_empty() && !q.switch {
-                    q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
-                }
-                q.switch = false;
-                q.bytes = 0;
-                std::mem::take(&mut q.lines)
-            };
+            let batch = self.lines.take();
             // A file reopened before a line was queued is in place before that line is
             // written; lines queued before the reopen may go to either file, never lost.
             if let Some(f) = lock(&self.reopened).take() {
                 file = Some(f);
             }
-            let tee = self.tee.load(Ordering::Relaxed);
             buf.clear();
-            tee_buf.clear();
             for l in &batch {
-                buf.extend_from_slice(&l.text);
-                if tee && l.severe {
-                    tee_buf.extend_from_slice(&l.text);
-                }
+                buf.extend_from_slice(l);
             }
             let written = match (&self.kind, &mut file) {
                 (Kind::File(_), Some(f)) => f.write_all(&buf),
@@ -343,14 +304,7 @@ impl Shared {
             if written.is_err() {
                 self.count_drop(batch.len() as u64);
             }
-            if !tee_buf.is_empty() {
-                let _ = io::stderr().lock().write_all(&tee_buf);
-            }
-            {
-                let mut q = lock(&self.queue);
-                q.done += batch.len() as u64;
-            }
-            self.progress.notify_all();
+            self.lines.done(batch.len());
             let dropped = self.dropped.load(Ordering::Relaxed);
             if dropped > reported_drops && written.is_ok() {
                 tracing::warn!(
@@ -361,6 +315,34 @@ impl Shared {
                 reported_drops = dropped;
             }
         }
+    }
+
+    fn tee_loop(&self) {
+        let mut buf = Vec::new();
+        loop {
+            let batch = self.tee_lines.take();
+            buf.clear();
+            for l in &batch {
+                buf.extend_from_slice(l);
+            }
+            let _ = io::stderr().lock().write_all(&buf);
+            self.tee_lines.done(batch.len());
+        }
+    }
+}
+
+/// Writes `text` to standard error from a helper thread and waits for it at most `timeout`:
+/// for the last words of an exit, when standard error may be a pipe that nobody reads.
+pub fn eprint_bounded(text: String, timeout: Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("last-words".into())
+        .spawn(move || {
+            let _ = io::stderr().lock().write_all(text.as_bytes());
+            let _ = tx.send(());
+        });
+    if spawned.is_ok() {
+        let _ = rx.recv_timeout(timeout);
     }
 }
 

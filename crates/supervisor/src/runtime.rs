@@ -112,11 +112,14 @@ pub fn read(dump: &Path) -> Result<RuntimeInfo, ReadError> {
 #[derive(Debug)]
 pub struct RuntimeFile {
     path: PathBuf,
+    written: bool,
     _lock: DumpLock,
 }
 
 impl RuntimeFile {
-    /// Writes the runtime file of `dump` for this process, which holds its `lock`.
+    /// Writes the runtime file of `dump` for this process, which holds its `lock`. A failure
+    /// (a full disk) is logged, not fatal: the supervisor runs, but `ctl --dumpfile` cannot
+    /// find it.
     pub fn write(
         lock: DumpLock,
         dump: &Path,
@@ -124,8 +127,7 @@ impl RuntimeFile {
         boot_id: &str,
         api: Option<SocketAddr>,
         token_file: Option<&Path>,
-    ) -> anyhow::Result<RuntimeFile> {
-        use anyhow::Context;
+    ) -> RuntimeFile {
         let info = RuntimeInfo {
             version: 1,
             pid: std::process::id(),
@@ -137,12 +139,20 @@ impl RuntimeFile {
             token_file: token_file.map(absolute),
         };
         let path = runtime_path(dump);
-        let mut bytes =
-            serde_json::to_vec_pretty(&info).context("cannot encode the runtime file")?;
-        bytes.push(b'\n');
-        servicekit::atomic_file::write_atomic(&path, &bytes, 0o600)
-            .with_context(|| format!("cannot write the runtime file {}", path.display()))?;
-        Ok(RuntimeFile { path, _lock: lock })
+        let written = serde_json::to_vec_pretty(&info)
+            .map_err(std::io::Error::other)
+            .and_then(|mut bytes| {
+                bytes.push(b'\n');
+                servicekit::atomic_file::write_atomic(&path, &bytes, 0o600)
+            });
+        if let Err(e) = &written {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the runtime file; supervisor ctl --dumpfile will not find this supervisor");
+        }
+        RuntimeFile {
+            path,
+            written: written.is_ok(),
+            _lock: lock,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -153,7 +163,9 @@ impl RuntimeFile {
 impl Drop for RuntimeFile {
     fn drop(&mut self) {
         // Nobody else writes this path while we hold the dump lock.
-        let _ = std::fs::remove_file(&self.path);
+        if self.written {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -193,7 +205,7 @@ mod tests {
         let boot = procfs::boot_id().expect("boot id");
         let addr: SocketAddr = "127.0.0.1:7171".parse().expect("addr");
         let lock = DumpLock::acquire(&dump).expect("lock");
-        let f = RuntimeFile::write(lock, &dump, "dump-1", &boot, Some(addr), None).expect("write");
+        let f = RuntimeFile::write(lock, &dump, "dump-1", &boot, Some(addr), None);
         let mode = std::fs::metadata(f.path())
             .expect("meta")
             .permissions()

@@ -84,9 +84,10 @@ pub fn main(args: Args) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            // The log line first, when it goes to the terminal too.
+            // The log line first, when it goes to the terminal too; and never an exit held up
+            // by a standard error that nobody reads.
             flush.flush(LOG_FLUSH);
-            eprintln!("supervisor: {e:#}");
+            crate::logging::eprint_bounded(format!("supervisor: {e:#}\n"), LOG_FLUSH);
             ExitCode::from(1)
         }
     };
@@ -237,7 +238,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
             &boot_id,
             api_addr,
             args.api_token_file.as_deref(),
-        )?),
+        )),
         _ => None,
     };
     let _held = match &args.dumpfile {

@@ -261,3 +261,60 @@ fn with_a_log_file_warnings_and_errors_also_reach_the_terminal() {
     assert!(sup.log().contains("INFO task restarted task=web"));
     assert!(shown.contains("dashboard: http://127.0.0.1:"), "{shown}");
 }
+
+#[test]
+fn a_terminal_that_nobody_reads_holds_up_neither_the_log_file_nor_the_exit() {
+    let sup = Sup::new();
+    // The terminal's other end is kept open and never read: it fills after about 20 KB.
+    let (_master, slave) = pty();
+    let mut tasks: Vec<String> = (0..CRASHERS)
+        .map(|i| sh_task(&format!("crash-{i}"), "sleep 0.002; exit 1"))
+        .collect();
+    tasks.push(sh_task("victim", "echo $$ >> victim.pids; exec sleep 1000"));
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut cmd = sup.spawner.bin("supervisor");
+    cmd.current_dir(sup.dir.path())
+        .args([
+            "--log=sup.log",
+            "--min-uptime=1ms",
+            &format!("--listen={api}"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(slave));
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(list(&tasks).as_bytes())
+        .unwrap();
+    let victim = wait_pid_file(&sup.path("victim.pids"));
+    // Every death is a WARN line copied to the terminal: 1500 of them are several times what
+    // it holds, and the file must get them all the same.
+    assert!(
+        wait_for(Duration::from_secs(60), || sup
+            .log()
+            .matches("WARN task died")
+            .count()
+            >= 1500),
+        "the log file stalled with the terminal: {} deaths logged",
+        sup.log().matches("WARN task died").count()
+    );
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    assert!(
+        wait_for(Duration::from_secs(1), || sup
+            .log()
+            .contains("task restarted task=victim")),
+        "the victim's restart reaches the file at once"
+    );
+    let health: Value =
+        serde_json::from_str(&http_get(&api, "/health", &[]).unwrap().body).unwrap();
+    assert_eq!(health["log"]["dropped_lines"], 0, "{health}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_for_value(LONG, || child.try_wait().unwrap()).expect("it exits");
+    assert_eq!(status.code(), Some(0));
+    assert!(sup.log().contains("all tasks stopped"));
+}
