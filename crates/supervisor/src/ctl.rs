@@ -1,7 +1,11 @@
 //! `supervisor ctl`: a command line for a running supervisor's API.
 //!
+//! Which supervisor it talks to, and the refusal of any other, is `ctl_target`'s part; this
+//! module builds the request and prints the answer (tables for people, `--json` for scripts).
+//!
 //! Exit status: 0 when the call worked (and, for `health`, the supervisor is ok); 1 when the call
-//! failed or the supervisor is degraded; 2 for bad usage.
+//! failed, reached another supervisor than the one named, or the supervisor is degraded; 2 for
+//! bad usage.
 use crate::api::{EXPECT_HEADER, INSTANCE_HEADER};
 use crate::cli::{CtlAction, CtlArgs};
 use crate::ctl_target::{Expected, Target};

@@ -159,14 +159,6 @@ impl LogTarget {
         }
     }
 
-    /// The log file's path (`None`: standard error).
-    pub fn path(&self) -> Option<&Path> {
-        match &self.shared.kind {
-            Kind::File(p) => Some(p),
-            Kind::Stderr => None,
-        }
-    }
-
     /// Copies WARN and ERROR lines to standard error as well (for a log file with a person at
     /// the terminal). No effect when the log is standard error already.
     pub fn tee_warnings(&self, on: bool) {
@@ -282,6 +274,7 @@ impl Shared {
     }
 
     fn write_loop(&self) {
+        disfavor_on_wakeup();
         let mut file: Option<File> = lock(&self.reopened).take();
         let mut reported_drops = 0u64;
         let mut buf = Vec::new();
@@ -318,6 +311,7 @@ impl Shared {
     }
 
     fn tee_loop(&self) {
+        disfavor_on_wakeup();
         let mut buf = Vec::new();
         loop {
             let batch = self.tee_lines.take();
@@ -344,6 +338,16 @@ pub fn eprint_bounded(text: String, timeout: Duration) {
     if spawned.is_ok() {
         let _ = rx.recv_timeout(timeout);
     }
+}
+
+/// Makes the calling thread `SCHED_BATCH`: woken by a queued line, it does not preempt what
+/// runs on that CPU. A restart logs its lines right after the spawn, and on a busy machine the
+/// writer would otherwise take the CPU from the task just started.
+fn disfavor_on_wakeup() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; a valid parameter for a non-real-time policy.
+    // Failure (a seccomp filter, say) only leaves the default policy.
+    let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
 }
 
 /// Runs `f` (a thread spawn) with every signal blocked, so the new thread starts with all of

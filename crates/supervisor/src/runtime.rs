@@ -11,7 +11,7 @@
 use crate::checkpoint_io::{self, DumpLock};
 use crate::procfs;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 /// The runtime file's path for a dump file: `DUMP.api`.
@@ -167,6 +167,33 @@ impl Drop for RuntimeFile {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Takes the dump lock, binds the API (`(address, given with --listen)`), then writes the
+/// runtime file: in this order, so that a taken address fails before anything else happens,
+/// and the runtime file, once written, names an API that is bound.
+pub fn claim(
+    dump: Option<&Path>,
+    listen: Option<(SocketAddr, bool)>,
+    instance: &str,
+    boot_id: &str,
+    token_file: Option<&Path>,
+) -> anyhow::Result<(Option<TcpListener>, Option<RuntimeFile>)> {
+    let lock = dump.map(DumpLock::acquire).transpose()?;
+    let listener = match listen {
+        Some((addr, explicit)) => {
+            Some(crate::api_listen::bind(addr, explicit).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
+    let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let file = match (lock, dump) {
+        (Some(lock), Some(dump)) => Some(RuntimeFile::write(
+            lock, dump, instance, boot_id, addr, token_file,
+        )),
+        _ => None,
+    };
+    Ok((listener, file))
 }
 
 /// `p` against the working directory (not canonicalised: the folder may be a symlink a person

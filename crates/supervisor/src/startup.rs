@@ -4,14 +4,13 @@
 //! Exit statuses: 0 after a clean shutdown, 2 for bad usage or a bad task list (nothing was
 //! started), 1 for a failure at run time (log file, dump lock, ...).
 use crate::api::{self, ApiState, Token};
-use crate::checkpoint_io::{self, DumpLock, DumpRead};
+use crate::checkpoint_io::{self, DumpRead};
 use crate::cli::{Args, DEFAULT_LISTEN, Listen};
 use crate::daemon::{Daemon, DumpConfig};
 use crate::greeting::Greeting;
 use crate::logging::LogTarget;
 use crate::metrics::Metrics;
 use crate::report;
-use crate::runtime::RuntimeFile;
 use crate::{procfs, recovery};
 use servicekit::http_client::Url;
 use std::io::{IsTerminal, Read};
@@ -78,7 +77,7 @@ pub fn main(args: Args) -> ExitCode {
         None => LogTarget::stderr(),
     };
     log.install(args.log_level);
-    log.tee_warnings(stdin_is_not_the_log_and_stderr_is_a_terminal(&args));
+    log.tee_warnings(args.log.is_some() && std::io::stderr().is_terminal());
     let flush = log.clone();
     let code = match run(args, specs, log, api) {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,11 +97,6 @@ pub fn main(args: Args) -> ExitCode {
 
 /// How long an exit waits for the log to take its last lines.
 const LOG_FLUSH: Duration = Duration::from_secs(2);
-
-/// WARN and ERROR lines go to the terminal too when the log is a file and a person watches.
-fn stdin_is_not_the_log_and_stderr_is_a_terminal(args: &Args) -> bool {
-    args.log.is_some() && std::io::stderr().is_terminal()
-}
 
 /// The IO part of validation: every `input` file must be readable now.
 fn check_files(specs: Vec<TaskSpec>) -> Result<Vec<TaskSpec>, ConfigErrors> {
@@ -216,31 +210,16 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         boot_id: boot_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    // The lock, then the API address, then the runtime file, all before recovery and before
-    // any task: a taken address is exit 1 with nothing started or stopped (api_listen.rs).
-    let lock = args
-        .dumpfile
-        .as_deref()
-        .map(DumpLock::acquire)
-        .transpose()?;
-    let listener = match api.listen {
-        Some(addr) => {
-            Some(crate::api_listen::bind(addr, api.explicit).map_err(anyhow::Error::msg)?)
-        }
-        None => None,
-    };
+    // Before recovery and before any task: a taken API address is exit 1 with nothing started
+    // or stopped (runtime.rs, api_listen.rs).
+    let (listener, mut held) = crate::runtime::claim(
+        args.dumpfile.as_deref(),
+        api.listen.map(|a| (a, api.explicit)),
+        &instance,
+        &boot_id,
+        args.api_token_file.as_deref(),
+    )?;
     let api_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-    let mut held = match (lock, &args.dumpfile) {
-        (Some(lock), Some(path)) => Some(RuntimeFile::write(
-            lock,
-            path,
-            &instance,
-            &boot_id,
-            api_addr,
-            args.api_token_file.as_deref(),
-        )),
-        _ => None,
-    };
     let _held = match &args.dumpfile {
         Some(path) => {
             let dump = match checkpoint_io::read_dump(path) {
@@ -325,7 +304,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(256);
     let (events_tx, _) = tokio::sync::broadcast::channel(4096);
     let metrics = Metrics::default();
-    if let (Some(listener), Some(local)) = (listener, api_addr) {
+    if let Some((listener, local)) = listener.zip(api_addr) {
         let state = ApiState {
             control: control_tx.clone(),
             events: events_tx.clone(),
