@@ -68,7 +68,19 @@ impl Url {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response<B = String> {
     pub status: u16,
+    /// Header names as sent (compare them with [`Response::header`]).
+    pub headers: Vec<(String, String)>,
     pub body: B,
+}
+
+impl<B> Response<B> {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Why a request failed.
@@ -94,6 +106,7 @@ pub async fn request(
     let r = request_bytes(method, url, headers, body, timeout, MAX_RESPONSE).await?;
     Ok(Response {
         status: r.status,
+        headers: r.headers,
         body: String::from_utf8_lossy(&r.body).into_owned(),
     })
 }
@@ -192,11 +205,13 @@ fn parse(raw: &[u8]) -> Result<Response<Vec<u8>>, String> {
     };
     let mut content_length = None;
     let mut chunked = false;
+    let mut headers = Vec::new();
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
         let (name, value) = (name.trim(), value.trim());
+        headers.push((name.to_string(), value.to_string()));
         if name.eq_ignore_ascii_case("content-length") {
             content_length = Some(value.parse::<usize>().map_err(|_| "bad Content-Length")?);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -213,7 +228,11 @@ fn parse(raw: &[u8]) -> Result<Response<Vec<u8>>, String> {
     } else {
         rest.to_vec()
     };
-    Ok(Response { status, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {

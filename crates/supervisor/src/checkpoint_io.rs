@@ -3,7 +3,7 @@
 use procio::procfs;
 use servicekit::atomic_file::write_atomic;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -64,7 +64,7 @@ impl DumpLock {
                 }
             })?;
         }
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -77,24 +77,18 @@ impl DumpLock {
         if r != 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                let pid = if pid.trim().is_empty() {
-                    "unknown".into()
-                } else {
-                    pid.trim().to_string()
-                };
+                // The holder is named by its runtime file (checked by start time), not by a
+                // pid in this file that would outlive it.
                 return Err(LockError::Held {
-                    pid,
+                    pid: crate::runtime::lock_holder(dump),
                     dump: dump.to_path_buf(),
                     lock,
                 });
             }
             return Err(io_err(e));
         }
+        // Older versions wrote their pid here; it would read as alive after they exit.
         file.set_len(0).map_err(io_err)?;
-        file.rewind().map_err(io_err)?;
-        writeln!(file, "{}", std::process::id()).map_err(io_err)?;
         Ok(DumpLock {
             _file: file,
             path: lock,

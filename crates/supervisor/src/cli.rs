@@ -32,17 +32,21 @@ pub enum Command {
 }
 
 /// `supervisor ctl`.
+///
+/// Which supervisor: --api if given; else the one --dumpfile names (through its runtime file
+/// DUMP.api); else, when run/supervisor.dump.api exists here (`make run`), that one; else
+/// http://127.0.0.1:7171. When a runtime file named it, ctl acts on that supervisor only: any
+/// other answering at its address refuses (HTTP 412) and ctl says who answered.
 #[derive(Debug, Clone, ClapArgs)]
 pub struct CtlArgs {
-    /// The supervisor's API.
-    #[arg(
-        long,
-        value_name = "URL",
-        default_value = "http://127.0.0.1:7171",
-        env = "SUPERVISOR_API"
-    )]
-    pub api: String,
-    /// File holding the API token (see the supervisor's --api-token-file).
+    /// The supervisor's API, e.g. http://127.0.0.1:7171.
+    #[arg(long, value_name = "URL", env = "SUPERVISOR_API")]
+    pub api: Option<String>,
+    /// The supervisor's --dumpfile: find its API through DUMP.api, and act on it only.
+    #[arg(long, value_name = "PATH", env = "SUPERVISOR_DUMPFILE")]
+    pub dumpfile: Option<PathBuf>,
+    /// File holding the API token (see the supervisor's --api-token-file). Default: the file
+    /// the runtime file names, when ctl can read it.
     #[arg(long, value_name = "PATH", env = "SUPERVISOR_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Print the API's JSON instead of a table.
@@ -54,10 +58,13 @@ pub struct CtlArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum CtlAction {
-    /// A table of every task (like `supervisorctl status`).
+    /// A table of every task (like `supervisorctl status`), with why a task is down.
     Status,
     /// The supervisor's health; exit status 1 when degraded.
     Health,
+    /// Print the supervisor's pid, checked against its start time (so it is not a stale one):
+    /// `pid=$(supervisor ctl pid) && kill "$pid"`.
+    Pid,
     /// Stop a task and start it again.
     Restart { name: String },
     /// Stop a task and keep it down.

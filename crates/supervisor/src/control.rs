@@ -83,7 +83,13 @@ impl Snapshot {
         if let Some(e) = &self.checkpoint.last_error {
             reasons.push(format!("checkpoint failing: {e}"));
         }
-
+        let log = crate::logging::stats();
+        if log.dropping {
+            reasons.push(format!(
+                "log lines are being dropped: the log cannot be written as fast as they come ({} dropped so far)",
+                log.dropped
+            ));
+        }
         if self.shutting_down {
             reasons.push("shutting down".into());
         }
@@ -96,6 +102,7 @@ impl Snapshot {
             status: if reasons.is_empty() { "ok" } else { "degraded" },
             reasons,
             pid: std::process::id(),
+            start_time: crate::checkpoint_io::own_start_ticks(),
             instance: self.instance.clone(),
             version: env!("CARGO_PKG_VERSION"),
             uptime_secs: self
@@ -107,6 +114,11 @@ impl Snapshot {
             tracking: TrackingJson::of(&self.tracking),
             tasks: Counts::of(&self.views),
             checkpoint: self.checkpoint.clone(),
+            log: LogHealth {
+                dropped_lines: log.dropped,
+                dropping: log.dropping,
+                queued_lines: log.queued,
+            },
         }
     }
 }
@@ -126,6 +138,13 @@ pub struct ApiError {
     pub error: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// On a 412 (wrong instance): who answered instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dump: Option<String>,
 }
 
 /// One validation problem of an added task.
@@ -141,6 +160,9 @@ impl ApiError {
             status,
             error: error.into(),
             problems: Vec::new(),
+            instance: None,
+            pid: None,
+            dump: None,
         }
     }
 }
@@ -172,9 +194,11 @@ impl From<ConfigErrors> for ApiError {
             .map(|p| p.message.clone())
             .unwrap_or_default();
         ApiError {
-            status: if conflict { 409 } else { 400 },
-            error: format!("invalid task: {first}"),
             problems,
+            ..ApiError::new(
+                if conflict { 409 } else { 400 },
+                format!("invalid task: {first}"),
+            )
         }
     }
 }
@@ -248,6 +272,9 @@ pub struct TaskJson {
     pub last_error: Option<String>,
     pub backoff: Option<BackoffJson>,
     pub yoyo: Option<YoyoJson>,
+    /// Why the task is not running (spawn error, last exit, waiting for a port, yo-yo and its
+    /// next retry); `null` while it runs normally.
+    pub reason: Option<String>,
     pub output: Option<String>,
     pub error: Option<String>,
 }
@@ -295,6 +322,7 @@ impl TaskJson {
                 quick_deaths: v.quick_deaths,
                 next_retry_in_secs: retry_in,
             }),
+            reason: crate::reason::reason(v, now),
             output: v.spec.output.clone(),
             error: v.spec.error.clone(),
         }
@@ -358,6 +386,9 @@ pub struct Health {
     /// Why not ok, one sentence each.
     pub reasons: Vec<String>,
     pub pid: u32,
+    /// `/proc/PID/stat` start time of `pid` (clock ticks after boot): with it, `supervisor ctl
+    /// pid` checks that the pid still names this process.
+    pub start_time: u64,
     pub instance: String,
     pub version: &'static str,
     pub uptime_secs: f64,
@@ -367,6 +398,17 @@ pub struct Health {
     pub tracking: TrackingJson,
     pub tasks: Counts,
     pub checkpoint: CheckpointHealth,
+    pub log: LogHealth,
+}
+
+/// The supervisor's own log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogHealth {
+    /// Lines dropped since start because the log sink did not keep up (or refused them).
+    pub dropped_lines: u64,
+    /// A line was dropped within the last 10 s (the health is degraded meanwhile).
+    pub dropping: bool,
+    pub queued_lines: usize,
 }
 
 impl Counts {

@@ -16,9 +16,14 @@
 //!   to judge; and the final sweep's.
 //! - `events`: one log line (and one JSON object for the event stream) per event.
 //! - `api`, `control`, `metrics`: the HTTP API, its requests to the loop, Prometheus metrics.
+//! - `api_listen`: binding the API before anything starts; who holds a taken address.
+//! - `runtime`: the runtime file `DUMP.api` (API address, pid, start time, instance).
+//! - `reason`: why a task is down, in one sentence (`GET /tasks`, `ctl status`, the terminal).
+//! - `greeting`: what the terminal shows at start: dashboard, log, how to stop, a task table.
 //! - `report`: heartbeats and yo-yo events to an ubervisor (`--report-url`).
-//! - `ctl`: `supervisor ctl`, a command line for the API (over `servicekit::http_client`).
-//! - `logging`: the log file, reopened on SIGHUP.
+//! - `ctl`, `ctl_target`: `supervisor ctl`, a command line for the API (over
+//!   `servicekit::http_client`), and which supervisor it talks to.
+//! - `logging`: the log, written by a thread of its own through a bounded queue; SIGHUP reopen.
 //!
 //! # Theory of operation
 //! All decisions live in the pure core; this crate turns its actions into system calls and the
@@ -26,19 +31,25 @@
 //! the core; the checkpoint writer thread only ever sees finished byte buffers.
 
 pub mod api;
+pub mod api_listen;
 pub mod checkpoint_io;
 pub mod cli;
 pub mod control;
 pub mod ctl;
+pub mod ctl_target;
 pub mod daemon;
 pub mod events;
+pub mod greeting;
 pub mod kill;
+pub mod log_queue;
 pub mod logging;
 pub mod metrics;
 pub mod precheck;
 pub mod reaper;
+pub mod reason;
 pub mod recovery;
 pub mod report;
+pub mod runtime;
 pub mod spawn;
 pub mod startup;
 pub mod tracking;

@@ -5,7 +5,7 @@
 //! task's series simply disappear instead of lingering.
 use crate::control::{Clock, Counts};
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -147,6 +147,11 @@ impl Metrics {
             "supervisor_checkpoint_errors",
             "Checkpoint writes that failed",
             self.checkpoint_errors.clone(),
+        );
+        r.register(
+            "supervisor_log_dropped_lines",
+            "Lines of the supervisor's own log dropped because the log sink did not keep up",
+            ConstCounter::new(crate::logging::stats().dropped),
         );
         r.register_with_unit(
             "supervisor_uptime",

@@ -7,6 +7,7 @@ use crate::api::{self, ApiState, Token};
 use crate::checkpoint_io::{self, DumpLock, DumpRead};
 use crate::cli::{Args, DEFAULT_LISTEN, Listen};
 use crate::daemon::{Daemon, DumpConfig};
+use crate::greeting::Greeting;
 use crate::logging::LogTarget;
 use crate::metrics::Metrics;
 use crate::report;
@@ -76,22 +77,26 @@ pub fn main(args: Args) -> ExitCode {
         None => LogTarget::stderr(),
     };
     log.install(args.log_level);
-    if let Some(p) = &args.log {
-        eprintln!(
-            "supervisor: pid {}, logging to {}",
-            std::process::id(),
-            p.display()
-        );
-    }
-    match run(args, specs, log, api) {
+    log.tee_warnings(args.log.is_some() && std::io::stderr().is_terminal());
+    let flush = log.clone();
+    let code = match run(args, specs, log, api) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("supervisor: {e:#}");
+            // The log line first, when it goes to the terminal too; and never an exit held up
+            // by a standard error that nobody reads.
+            flush.flush(LOG_FLUSH);
+            crate::logging::eprint_bounded(format!("supervisor: {e:#}\n"), LOG_FLUSH);
             ExitCode::from(1)
         }
-    }
+    };
+    // Bounded: a sink that takes nothing (a stderr pipe nobody reads) must not keep us here.
+    flush.flush(LOG_FLUSH);
+    code
 }
+
+/// How long an exit waits for the log to take its last lines.
+const LOG_FLUSH: Duration = Duration::from_secs(2);
 
 /// The IO part of validation (see [`precheck`]), in the same all-at-once report.
 fn check_files(specs: Vec<TaskSpec>) -> Result<Vec<TaskSpec>, ConfigErrors> {
@@ -125,7 +130,7 @@ fn check_dumpfile(args: &Args) -> Result<(), String> {
 /// The API and report flags, checked before anything else happens.
 struct ApiSettings {
     listen: Option<std::net::SocketAddr>,
-    /// True when the address was given explicitly: then failing to bind it is fatal.
+    /// True when the address was given with --listen (the error message then names the flag).
     explicit: bool,
     token: Option<Token>,
     report: Option<Url>,
@@ -204,6 +209,17 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
             .as_deref()
             .map(|p| checkpoint_io::absolute(p).display().to_string()),
     };
+    // Before recovery and before any task: a taken API address is exit 1 with nothing started
+    // or stopped (runtime.rs, api_listen.rs).
+    let (listener, held) = crate::runtime::claim(
+        lock,
+        args.dumpfile.as_deref(),
+        api.listen.map(|a| (a, api.explicit)),
+        &instance,
+        &boot_id,
+        args.api_token_file.as_deref(),
+    )?;
+    let api_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
     // What a crashed predecessor left: found now, before anything is spawned; judged and
     // stopped by the core, in the loop, while the API answers and unrelated tasks start.
     let mut tracker = Tracker::new(&instance, !args.no_cgroups);
@@ -218,32 +234,30 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
     let mut found = Vec::new();
     let mut max_generation = 0;
     if let Some(path) = &args.dumpfile {
-        {
-            let dump = match checkpoint_io::read_dump(path) {
-                DumpRead::Missing => None,
-                DumpRead::Valid(c) => Some(c),
-                DumpRead::Corrupt { error, kept_as } => {
-                    match kept_as {
-                        Some(aside) => {
-                            tracing::error!(error = %error, kept_as = %aside.display(), "dump file is corrupt; kept aside, not trusted; recovering by cgroup and marker only")
-                        }
-                        None => {
-                            tracing::error!(error = %error, "dump file is unreadable and could not be moved aside; recovering by cgroup and marker only")
-                        }
+        let dump = match checkpoint_io::read_dump(path) {
+            DumpRead::Missing => None,
+            DumpRead::Valid(c) => Some(c),
+            DumpRead::Corrupt { error, kept_as } => {
+                match kept_as {
+                    Some(aside) => {
+                        tracing::error!(error = %error, kept_as = %aside.display(), "dump file is corrupt; kept aside, not trusted; recovering by cgroup and marker only")
                     }
-                    None
+                    None => {
+                        tracing::error!(error = %error, "dump file is unreadable and could not be moved aside; recovering by cgroup and marker only")
+                    }
                 }
-            };
-            let ctx = recovery::Context {
-                dump: dump.as_deref(),
-                instance: &instance,
-                boot_id: &boot_id,
-                dump_path: path,
-            };
-            (found, max_generation) = recovery::gather(&ctx, &mut tracker);
-        }
+                None
+            }
+        };
+        let ctx = recovery::Context {
+            dump: dump.as_deref(),
+            instance: &instance,
+            boot_id: &boot_id,
+            dump_path: path,
+        };
+        (found, max_generation) = recovery::gather(&ctx, &mut tracker);
     }
-    let _lock = lock;
+    let _held = held;
     let policy = Policy {
         min_uptime: args.min_uptime,
         stop_timeout: args.stop_timeout,
@@ -276,6 +290,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         core.add_task(now, spec)
             .with_context(|| format!("cannot add task {name}"))?;
     }
+    let tasks = core.task_count();
     let dump = args.dumpfile.clone().map(|path| DumpConfig { path });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -284,28 +299,33 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(256);
     let (events_tx, _) = tokio::sync::broadcast::channel(4096);
     let metrics = Metrics::default();
-    if let Some(addr) = api.listen {
-        match std::net::TcpListener::bind(addr) {
-            Ok(listener) => {
-                let local = listener
-                    .local_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_else(|_| addr.to_string());
-                let state = ApiState {
-                    control: control_tx.clone(),
-                    events: events_tx.clone(),
-                    token: api.token.clone(),
-                    metrics: metrics.clone(),
-                };
-                api::spawn_server(listener, state).context("cannot start the API thread")?;
-                tracing::info!(addr = %local, auth = api.token.is_some(), "API listening: dashboard at http://{local}/");
-            }
-            Err(e) if api.explicit => anyhow::bail!("cannot listen on {addr} for the API: {e}"),
-            Err(e) => {
-                tracing::warn!(addr = %addr, error = %e, "cannot listen on the default API address; running without the API (use --listen)")
-            }
-        }
+    if let Some((listener, local)) = listener.zip(api_addr) {
+        let state = ApiState {
+            control: control_tx.clone(),
+            events: events_tx.clone(),
+            token: api.token.clone(),
+            metrics: metrics.clone(),
+            me: api::Me {
+                instance: instance.as_str().into(),
+                pid: std::process::id(),
+                dump: args
+                    .dumpfile
+                    .as_deref()
+                    .map(|d| crate::runtime::absolute(d).display().to_string()),
+            },
+        };
+        api::spawn_server(listener, state).context("cannot start the API thread")?;
+        tracing::info!(addr = %local, auth = api.token.is_some(), "API listening: dashboard at http://{local}/");
     }
+    Greeting {
+        api: api_addr,
+        token: api.token.is_some(),
+        log: args.log.clone(),
+        dump: args.dumpfile.clone(),
+        tasks,
+        control: control_tx.clone(),
+    }
+    .start();
     rt.block_on(async {
         if let Some(url) = api.report {
             tracing::info!(url = %format!("http://{}{}", url.authority, url.path), every = ?args.report_interval, "reporting upstream");

@@ -290,6 +290,8 @@ impl Chaos {
             format!("--dumpfile={DUMP}"),
             "--checkpoint-interval=1s".into(),
             "--stop-timeout=500ms".into(),
+            // A taken API address is fatal; these supervisors need no API.
+            "--listen=none".into(),
         ];
         let spawner = Spawner::new();
         // Sentinels: processes of the test's own. One even carries a task name and a marker of

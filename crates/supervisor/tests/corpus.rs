@@ -356,7 +356,12 @@ fn run_on_dump(work: &Path) -> Result<String, String> {
     let spawner = Spawner::new();
     let mut cmd = spawner.bin("supervisor");
     cmd.current_dir(work)
-        .args([format!("--dumpfile={DUMP}"), "--log=sup.log".to_string()])
+        .args([
+            format!("--dumpfile={DUMP}"),
+            "--log=sup.log".to_string(),
+            // A taken API address is fatal, and 127.0.0.1:7171 is shared by every test.
+            "--listen=none".to_string(),
+        ])
         .env_remove("SUPERVISOR_API")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -94,6 +94,12 @@ fn dashboard_shows_tasks_and_ports_and_restarts_a_task() {
     let browser = launch();
     let page = browser.new_page().unwrap();
     page.navigate(&format!("http://{api}/")).unwrap();
+    assert!(
+        page.text("#events .none")
+            .unwrap()
+            .is_some_and(|t| t.starts_with("No events yet")),
+        "the events box says it is empty"
+    );
 
     // Both tasks, running, in the order of the task list.
     page.wait_for(
@@ -125,11 +131,16 @@ fn dashboard_shows_tasks_and_ports_and_restarts_a_task() {
     assert_eq!(page.text(&in_row("worker", "a.port")).unwrap(), None);
     assert_eq!(
         page.text(&in_row("web", ".argv")).unwrap().as_deref(),
-        Some(format!("sh -c exec sleep 1000 web --port={port}").as_str())
+        Some(format!("sh -c 'exec sleep 1000' web --port={port}").as_str())
     );
 
     // Restart from the page: a new pid, and (round robin) a new port, shown live.
     restart_from_page(&page, &api, "web", &[]);
+    page.wait_for(
+        "!document.querySelector('#events .none') && document.getElementById('events').textContent.includes('web')",
+        LONG,
+    )
+    .unwrap();
     let new_port = task_json(&api, "web", &[])["port"].as_u64().unwrap();
     page.wait_for(
         &format!("({link_js}) === 'http://127.0.0.1:{new_port}/'"),
@@ -263,4 +274,67 @@ fn dashboard_with_a_token_sends_it_on_every_call() {
             .map(str::to_string)
     });
     assert!(ev.is_some(), "the event log shows solo's restart");
+}
+
+#[test]
+fn the_first_paint_holds_the_rows_and_argv_is_shell_quoted_and_never_broken_inside_an_argument() {
+    let mut wide: Vec<String> = ["sh", "-c", "exec sleep 1000", "wide"]
+        .map(String::from)
+        .to_vec();
+    wide.extend((0..40).map(|i| format!("--option-number-{i}=value-{i}")));
+    let mut sup = Sup::new();
+    sup.start(
+        &list(&[
+            json!({"name": "quoted", "command": ["sh", "-c", "exec sleep 1000", "", "two words", "it's", "--port=1"]})
+                .to_string(),
+            json!({"name": "wide", "command": wide}).to_string(),
+        ]),
+        &[],
+    );
+    let api = sup.api();
+    let pids: Vec<i64> = ["quoted", "wide"]
+        .iter()
+        .map(|n| {
+            wait_for_value(LONG, || task_json(&api, n, &[])["pid"].as_i64()).expect("the task runs")
+        })
+        .collect();
+    let browser = launch();
+    let page = browser.new_page().unwrap();
+    // Nothing the page fetches can arrive: what it shows was served with it.
+    page.block_urls(&["*/tasks*", "*/health*", "*/events*"])
+        .unwrap();
+    page.navigate(&format!("http://{api}/")).unwrap();
+    let shown = page
+        .eval(
+            "[...document.querySelectorAll('tr[data-task]')].map(r => [r.querySelector('.name').textContent, \
+             r.querySelector('.state').textContent, Number(r.querySelector('.pid').textContent)])",
+        )
+        .unwrap();
+    assert_eq!(
+        shown,
+        json!([["quoted", "running", pids[0]], ["wide", "running", pids[1]]])
+    );
+    assert_eq!(page.text("#health").unwrap().as_deref(), Some("ok"));
+    // Quoted as a shell needs it; the empty argument stays visible.
+    assert_eq!(
+        page.text(&in_row("quoted", ".argv")).unwrap().as_deref(),
+        Some("sh -c 'exec sleep 1000' '' 'two words' 'it'\\''s' --port=1")
+    );
+    // A long command line wraps between arguments only.
+    let layout = page
+        .eval(&format!(
+            "(() => {{ const d = document.querySelector({}); const spans = [...d.querySelectorAll('.arg')]; \
+             const line = spans[0].getBoundingClientRect().height; \
+             return {{ lines: Math.round(d.getBoundingClientRect().height / line), args: spans.length, \
+             broken: spans.filter(s => s.getClientRects().length !== 1).map(s => s.textContent) }}; }})()",
+            json!(in_row("wide", ".argv"))
+        ))
+        .unwrap();
+    assert_eq!(layout["args"], 44, "{layout}");
+    assert!(layout["lines"].as_i64().unwrap() >= 2, "it wraps: {layout}");
+    assert_eq!(
+        layout["broken"],
+        json!([]),
+        "no argument is broken: {layout}"
+    );
 }

@@ -220,6 +220,7 @@ fn a_full_log_folder_does_not_stop_the_supervisor() {
             "--log=logs/own.log",
             "--log-level=debug",
             "--min-uptime=1ms",
+            "--listen=none",
         ]);
         cmd.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())

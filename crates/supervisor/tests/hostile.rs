@@ -633,7 +633,7 @@ fn pidns_inner(dir: &Path) {
                 &format!("--dumpfile={DUMP}"),
                 "--checkpoint-interval=100ms",
                 &format!("--log=sup{n}.log"),
-                "--listen=127.0.0.1:0",
+                "--listen=none",
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod apiaddr;
 mod chaos;
 mod checkpoint;
 mod common;
@@ -10,7 +11,9 @@ mod corpus;
 mod dashboard;
 mod fsfaults;
 mod hostile;
+mod logsink;
 mod run;
 mod safety;
+mod terminal;
 mod timeservice;
 mod tracking;

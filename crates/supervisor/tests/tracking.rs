@@ -59,6 +59,19 @@ fn alive(path: &Path) -> Vec<i32> {
     alive_in(path)
 }
 
+/// Every recorded pid with its state, for failure messages.
+fn states(path: &Path) -> Vec<String> {
+    pids_in(path)
+        .into_iter()
+        .map(|p| {
+            let st = procio::procfs::stat(p)
+                .map(|s| format!("{} ppid {} pgid {}", s.state, s.ppid, s.pgid))
+                .unwrap_or_else(|_| "gone".into());
+            format!("{p}: {st}")
+        })
+        .collect()
+}
+
 fn get(api: &str, path: &str) -> testkit::Response {
     testkit::http_get(api, path, &[]).unwrap()
 }
@@ -180,7 +193,7 @@ fn a_daemon_that_rewrites_its_environment_is_fully_stopped_at_restart_stop_shutd
     assert!(
         wait_for(LONG, || pids_in(&pidfile).len() == 12 && count_alive() == 4),
         "{:?}",
-        alive(&pidfile)
+        states(&pidfile)
     );
 
     // Stop: nothing left.
@@ -189,8 +202,10 @@ fn a_daemon_that_rewrites_its_environment_is_fully_stopped_at_restart_stop_shutd
     assert!(
         wait_for(LONG, || count_alive() == 0),
         "{:?}",
-        alive(&pidfile)
+        states(&pidfile)
     );
+    let stopped = || get(&api, "/tasks/d").body.contains("\"state\":\"stopped\"");
+    assert!(wait_for(LONG, stopped), "{}", get(&api, "/tasks/d").body);
     let r = post(&api, "/tasks/d/start");
     assert_eq!(r.status, 202);
     assert!(wait_for(LONG, || count_alive() == 4));
@@ -208,7 +223,7 @@ fn a_daemon_that_rewrites_its_environment_is_fully_stopped_at_restart_stop_shutd
         wait_for(LONG, || before.iter().all(|p| !pid_alive(*p))
             && count_alive() == 4),
         "{:?}\n{}",
-        alive(&pidfile),
+        states(&pidfile),
         sup.log()
     );
 

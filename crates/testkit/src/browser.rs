@@ -511,6 +511,15 @@ impl Page {
             .call(Some(&self.session), method, params)
     }
 
+    /// Makes every request of this page to a URL matching one of `patterns` (`*` is a
+    /// wildcard) fail, as if the server did not answer: shows what a page does on its own.
+    /// Blocked requests show up in [`Page::js_errors`] as failed loads.
+    pub fn block_urls(&self, patterns: &[&str]) -> Result<()> {
+        self.call("Network.enable", json!({}))?;
+        self.call("Network.setBlockedURLs", json!({ "urls": patterns }))?;
+        Ok(())
+    }
+
     /// Loads `url` and waits until the new document has finished loading.
     pub fn navigate(&self, url: &str) -> Result<()> {
         // A flag on the old document: gone once the new one is there.

@@ -58,7 +58,7 @@ pub async fn require_token(
     }
     let mut resp = ApiError::new(
         401,
-        "missing or wrong API token: send the header \"Authorization: Bearer <token>\"",
+        "missing or wrong API token: with supervisor ctl, pass --token-file=PATH (the file given to the supervisor's --api-token-file); with curl, send the header \"Authorization: Bearer <token>\"; for the dashboard, add ?token=<token> to its address",
     )
     .into_response();
     resp.headers_mut()

@@ -16,7 +16,12 @@
 //! metrics text happens there, not on the loop that restarts tasks.
 //! With a token (`--api-token-file`), every request but `GET /health` must carry
 //! `Authorization: Bearer TOKEN` (or `?token=TOKEN`, for the browser's EventSource).
+//!
+//! Every response names the supervisor instance that gave it (`X-Timeservice-Instance`), and a
+//! request naming another instance in `X-Timeservice-Expect-Instance` is refused with 412
+//! before anything is done ([`instance`]).
 mod auth;
+pub mod instance;
 
 use crate::control::{ApiError, Envelope, Reply, Request, Snapshot};
 use crate::metrics::Metrics;
@@ -33,6 +38,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use auth::Token;
+pub use instance::{EXPECT_HEADER, INSTANCE_HEADER, Me};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -45,6 +51,8 @@ pub struct ApiState {
     pub token: Option<Token>,
     /// The supervisor's life-long counters (shared with the loop, which counts into them).
     pub metrics: Metrics,
+    /// Who answers: the instance every response names.
+    pub me: Me,
 }
 
 /// The router with every endpoint.
@@ -62,6 +70,11 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             token,
             auth::require_token,
+        ))
+        // Outermost: refusals by the token check name the instance too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.me.clone(),
+            instance::check,
         ))
         .with_state(state)
 }
@@ -120,8 +133,24 @@ fn unexpected() -> ApiError {
     ApiError::new(500, "unexpected reply from the event loop")
 }
 
-async fn dashboard() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-store")], Html(DASHBOARD))
+/// The page with the current tasks and health embedded, so its first paint already shows the
+/// rows (no empty table until the first fetch). Without an answer from the loop the page comes
+/// without them and fetches them itself.
+async fn dashboard(State(s): State<ApiState>) -> impl IntoResponse {
+    let initial = match snapshot(&s).await {
+        Ok(snap) => serde_json::json!({"tasks": snap.tasks(), "health": snap.health()}),
+        Err(_) => serde_json::Value::Null,
+    };
+    let page = DASHBOARD.replacen("__INITIAL_STATE__", &script_safe(&initial.to_string()), 1);
+    ([(header::CACHE_CONTROL, "no-store")], Html(page))
+}
+
+/// JSON that can sit inside `<script>`: no `</script>` (nor `<!--`) can appear, because `<`,
+/// `>` and `&` only occur inside JSON strings, where their `\u` escapes mean the same.
+fn script_safe(json: &str) -> String {
+    json.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
 }
 
 /// The loop's snapshot for the read-only endpoints (see [`Snapshot`]).
@@ -231,4 +260,23 @@ async fn not_found() -> ApiError {
         404,
         "no such endpoint: see GET / for the dashboard, /health, /tasks, /metrics, /events",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_json_cannot_close_its_script_and_parses_back() {
+        let v =
+            serde_json::json!({"argv": ["</script><script>alert(1)</script>", "a & b", "<!--"]});
+        let safe = script_safe(&v.to_string());
+        assert!(
+            !safe.contains('<') && !safe.contains('>') && !safe.contains('&'),
+            "{safe}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).expect("still JSON");
+        assert_eq!(back, v);
+        assert_eq!(DASHBOARD.matches("__INITIAL_STATE__").count(), 1);
+    }
 }

@@ -52,7 +52,9 @@ fn record(pidfile: &str) {
         .create(true)
         .open(pidfile)
     {
-        let _ = writeln!(f, "{}", std::process::id());
+        // One write: workers record at the same moment, and O_APPEND keeps only whole writes
+        // apart (`writeln!` would write the number and the newline separately).
+        let _ = f.write_all(format!("{}\n", std::process::id()).as_bytes());
     }
 }
 
