@@ -120,6 +120,20 @@ impl Drop for Sup {
             let _ = c.wait();
         }
         self.spawner.kill_all();
+        // Every supervisor log in the folder: a supervisor killed above leaves its task
+        // cgroups, and tasks that rewrote their environment escape the spawner's mark.
+        for entry in std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") || path.ends_with("sup.stderr") {
+                testkit::clean_supervisor_cgroups(
+                    &std::fs::read_to_string(&path).unwrap_or_default(),
+                );
+            }
+        }
         if std::thread::panicking() {
             eprintln!("---- supervisor log ----\n{}", self.log());
         }

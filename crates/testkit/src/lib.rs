@@ -31,7 +31,7 @@ pub mod wait;
 pub use http::{Response, http_get, http_request};
 pub use logs::{one_access_line, wait_for_file_containing};
 pub use net::{free_port, free_port_range};
-pub use proc::{Spawner, bin_path, pid_alive, pids_with_env};
+pub use proc::{Spawner, bin_path, clean_supervisor_cgroups, pid_alive, pids_with_env};
 pub use prom::{assert_promtool_passes, sample};
 pub use server::{
     ServerProc, assert_exits, assert_port_taken_fails_fast, run_to_exit, start_on_free_port,

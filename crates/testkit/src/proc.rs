@@ -100,3 +100,30 @@ pub fn pids_with_env(var: &str, value: &str) -> Vec<i32> {
 pub fn pid_alive(pid: i32) -> bool {
     procio::procfs::stat(pid).is_ok_and(|s| !s.is_zombie())
 }
+
+/// Kills everything in the task cgroups a supervisor under test announced in its log (`tasks
+/// are tracked by cgroup cgroup=PATH`), then removes those folders. Task processes that
+/// rewrote their environment (so the spawner's mark cannot find them) go too; and a
+/// supervisor that was SIGKILLed leaves no folder behind.
+pub fn clean_supervisor_cgroups(log: &str) {
+    for line in log.lines() {
+        if !line.contains("tasks are tracked by cgroup") {
+            continue;
+        }
+        let Some(path) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("cgroup="))
+            .map(std::path::PathBuf::from)
+        else {
+            continue;
+        };
+        if !path.starts_with("/sys/fs/cgroup") || !path.exists() {
+            continue;
+        }
+        let _ = procio::cgroup::kill(&path);
+        procio::pidfd::wait_until(Duration::from_secs(5), || {
+            !procio::cgroup::populated(&path).unwrap_or(false)
+        });
+        let _ = procio::cgroup::remove(&path);
+    }
+}
