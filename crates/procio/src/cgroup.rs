@@ -124,6 +124,17 @@ pub fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
         .map_err(|e| with_path(e, "cannot open cgroup", dir))
 }
 
+/// `cgroup.procs` of `dir`, open for writing: a process writing `0` to it moves there.
+pub fn open_procs(dir: &Path) -> io::Result<OwnedFd> {
+    let path = dir.join("cgroup.procs");
+    fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .map(OwnedFd::from)
+        .map_err(|e| with_path(e, "cannot open", &path))
+}
+
 /// True while some process is in `dir` or a cgroup below it (`cgroup.events`). A cgroup that
 /// does not exist is empty. Zombies do not count: a process leaves its cgroup when it exits.
 pub fn populated(dir: &Path) -> io::Result<bool> {

@@ -30,8 +30,18 @@ impl Stat {
 /// Reads `/proc/PID/stat`. The command name (field 2) may hold spaces and parentheses, so the
 /// fields are counted from the *last* `)`.
 pub fn stat(pid: i32) -> io::Result<Stat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_stat(pid, &text).ok_or_else(|| io::Error::other(format!("/proc/{pid}/stat is malformed")))
+    // One read into a buffer on the stack (the file is under 1 KiB; the kernel makes it whole
+    // at the first read): a scan of /proc reads one per process.
+    use std::io::Read;
+    let mut buf = [0u8; 1024];
+    let mut f = fs::File::open(format!("/proc/{pid}/stat"))?;
+    let n = f.read(&mut buf)?;
+    let text = std::str::from_utf8(&buf[..n]).map_err(|_| malformed(pid))?;
+    parse_stat(pid, text).ok_or_else(|| malformed(pid))
+}
+
+fn malformed(pid: i32) -> io::Error {
+    io::Error::other(format!("/proc/{pid}/stat is malformed"))
 }
 
 fn parse_stat(pid: i32, text: &str) -> Option<Stat> {

@@ -79,10 +79,9 @@ pub fn gather(ctx: &Context<'_>, tracker: &mut Tracker) -> (Vec<Found>, u64) {
             for root in cgroup::find_named(h.mount(), 12, 200_000, |n| n == name) {
                 let ours = inst == ctx.instance;
                 for dir in cgroup::subtree(&root).into_iter().skip(1) {
-                    let Some((task, generation)) = tracking::task_of_dir(&dir) else {
+                    let Some(task) = tracking::task_of_dir(&dir) else {
                         continue;
                     };
-                    max_generation = max_generation.max(generation);
                     if !cgroup::populated(&dir).unwrap_or(true) {
                         let _ = cgroup::remove(&dir);
                         continue;
@@ -96,7 +95,7 @@ pub fn gather(ctx: &Context<'_>, tracker: &mut Tracker) -> (Vec<Found>, u64) {
                     found.push(Found {
                         id,
                         task: Some(task),
-                        generation: Some(generation),
+                        generation: None,
                         pid: None,
                         evidence,
                     });

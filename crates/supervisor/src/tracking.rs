@@ -2,11 +2,19 @@
 //!
 //! Two ways to know, chosen at start:
 //! - **cgroup** (where a writable cgroup v2 hierarchy exists): every task instance is started
-//!   inside its own cgroup `ROOT/NAME@GENERATION`, where `ROOT` is
-//!   `<the supervisor's cgroup>/timeservice@<instance>`. Membership is the kernel's; no process
-//!   can leave by itself (`setsid`, a double fork, `env -i`, a rewritten process title change
-//!   nothing). TERM goes to each member through a pinned pidfd; KILL is `cgroup.kill`; "gone"
-//!   is `cgroup.events` saying `populated 0`.
+//!   inside a cgroup of its own in `ROOT = <the supervisor's cgroup>/timeservice@<instance>`:
+//!   `ROOT/NAME`, or `ROOT/NAME@N` when that one is still occupied. A cgroup holds one instance
+//!   at a time; once empty it goes back to its task's pool and the task's next instance reuses
+//!   it, because the first process ever to enter a new cgroup costs about 0.1 ms more (the
+//!   kernel sets the cgroup up on first use), which would be a third of a restart. A cgroup that
+//!   ever got `cgroup.kill` is removed instead: on the kernels here (6.x with `kill_seq`) a
+//!   process started into it with `CLONE_INTO_CGROUP` compares the kill count of the
+//!   *supervisor's* cgroup with the target's and is killed at birth when they differ. When the
+//!   supervisor's own cgroup was once killed, a start-up probe finds that children born into
+//!   any fresh cgroup die, and tasks join their cgroup as their first step instead
+//!   ([`Placement::Join`]). Membership is the kernel's; no process can leave by itself (`setsid`, a double fork, `env -i`, a
+//!   rewritten process title change nothing). TERM goes to each member through a pinned pidfd;
+//!   KILL is `cgroup.kill`; "gone" is `cgroup.events` saying `populated 0`.
 //! - **process group** (the fallback): a task's leader leads its own group and session. While
 //!   the group is provably the same (its leader is our unreaped child, or a member pinned earlier
 //!   still has its id) its members are found by group id and pinned by pidfd; processes that
@@ -15,12 +23,12 @@
 //!
 //! Groups recovery or the final sweep found are kept by handle ([`Found`]): a cgroup folder,
 //! or (without cgroups) pinned processes and the markers they carry.
-use crate::spawn::{GENERATION_VAR, INSTANCE_VAR, TASK_VAR};
+use crate::spawn::{self, GENERATION_VAR, INSTANCE_VAR, Placement, TASK_VAR};
 use procio::cgroup::{self, Hierarchy};
 use procio::{Pinned, procfs};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use supervisor_core::{Group, Sig};
 
@@ -76,15 +84,46 @@ pub struct Tracker {
     /// Groups found by recovery or the sweep, by handle.
     found: HashMap<u64, FoundGroup>,
     next_found: u64,
+    /// The cgroup of each live instance (cgroup mode), by generation.
+    dirs: HashMap<u64, PathBuf>,
+    /// Instances whose cgroup got `cgroup.kill`: never reused (see the module doc).
+    killed: HashSet<u64>,
+    /// Empty cgroups of each task, ready for its next instance.
+    pool: HashMap<String, Vec<PathBuf>>,
+    /// Cgroups to remove that the kernel still refused (processes not quite gone yet).
+    retired: Vec<PathBuf>,
+    /// Tasks join their cgroup as their first step instead of being born in it (see the
+    /// module doc).
+    join: bool,
+}
+
+/// A cgroup made ready for a spawn.
+pub struct CgroupFd {
+    fd: OwnedFd,
+    join: bool,
+}
+
+impl CgroupFd {
+    pub fn placement(&self) -> Placement {
+        if self.join {
+            Placement::Join(self.fd.as_raw_fd())
+        } else {
+            Placement::Into(self.fd.as_raw_fd())
+        }
+    }
 }
 
 impl Tracker {
     /// Cgroup tracking when `want_cgroups` and the hierarchy allows it (`ROOT` is created);
     /// the fallback otherwise, with the reason.
     pub fn new(instance: &str, want_cgroups: bool) -> Tracker {
+        let mut join = false;
         let (mode, hierarchy) = if want_cgroups {
             match cgroup_root(instance) {
-                Ok((h, root)) => (Mode::Cgroup { root }, Some(h)),
+                Ok((h, root, j)) => {
+                    join = j;
+                    (Mode::Cgroup { root }, Some(h))
+                }
                 Err(reason) => (Mode::ProcessGroup { reason }, None),
             }
         } else {
@@ -103,6 +142,11 @@ impl Tracker {
             unreaped: HashMap::new(),
             found: HashMap::new(),
             next_found: 1,
+            dirs: HashMap::new(),
+            killed: HashSet::new(),
+            pool: HashMap::new(),
+            retired: Vec::new(),
+            join,
         }
     }
 
@@ -114,21 +158,39 @@ impl Tracker {
         self.hierarchy.as_ref()
     }
 
-    /// The cgroup folder of instance `generation` of task `name`.
-    pub fn instance_dir(&self, name: &str, generation: u64) -> Option<PathBuf> {
-        match &self.mode {
-            Mode::Cgroup { root } => Some(root.join(format!("{name}@{generation}"))),
-            Mode::ProcessGroup { .. } => None,
-        }
+    /// The cgroup folder of instance `generation`, once [`Tracker::prepare`] gave it one.
+    pub fn instance_dir(&self, generation: u64) -> Option<&Path> {
+        self.dirs.get(&generation).map(PathBuf::as_path)
     }
 
-    /// Before a spawn: the instance's cgroup, created, as a descriptor to start the process in.
-    pub fn prepare(&self, name: &str, generation: u64) -> io::Result<Option<OwnedFd>> {
-        let Some(dir) = self.instance_dir(name, generation) else {
+    /// Before a spawn: a cgroup for instance `generation` of task `name` (one of the task's
+    /// empty ones, or a new one), as a descriptor to start the process in.
+    pub fn prepare(&mut self, name: &str, generation: u64) -> io::Result<Option<CgroupFd>> {
+        let Mode::Cgroup { root } = &self.mode else {
             return Ok(None);
         };
-        cgroup::create(&dir)?;
-        cgroup::open_dir(&dir).map(Some)
+        let join = self.join;
+        let open = |dir: &Path| {
+            if join {
+                cgroup::open_procs(dir)
+            } else {
+                cgroup::open_dir(dir)
+            }
+        };
+        let mut dir = match self.pool.get_mut(name).and_then(Vec::pop) {
+            Some(d) => d,
+            None => new_dir(root, name)?,
+        };
+        let fd = match open(&dir) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // Gone (removed by hand?): make another.
+                dir = new_dir(root, name).map_err(|_| e)?;
+                open(&dir)?
+            }
+        };
+        self.dirs.insert(generation, dir);
+        Ok(Some(CgroupFd { fd, join }))
     }
 
     /// A leader of instance `generation` was spawned.
@@ -151,15 +213,38 @@ impl Tracker {
 
     /// At a leader's death (before it is reaped): whether other processes of its instance live.
     pub fn remains(&self, name: &str, generation: u64, leader: u32) -> bool {
-        if let Some(dir) = self.instance_dir(name, generation) {
+        if let Some(dir) = self.instance_dir(generation) {
             // An unreadable cgroup is treated as populated: the core then kills and checks.
-            return cgroup::populated(&dir).unwrap_or(true);
+            return cgroup::populated(dir).unwrap_or(true);
         }
-        // The leader is an unreaped zombie here: its group id is pinned.
-        self.members_by_group(leader as i32, true)
-            .iter()
-            .any(|p| p.pid != leader as i32)
-            || !self.marked(name, generation).is_empty()
+        // The leader is an unreaped zombie here: its group id is pinned, and so is its start
+        // time. One pass over /proc: a live member of its group, or a process started after it
+        // (every descendant was) that carries this instance's markers.
+        let leader = leader as i32;
+        let Ok(ls) = procfs::stat(leader) else {
+            return true;
+        };
+        let me = std::process::id() as i32;
+        let entry = format!("{INSTANCE_VAR}={}", self.instance);
+        let gen_text = generation.to_string();
+        procfs::all_pids().into_iter().any(|pid| {
+            if pid == leader || pid == me {
+                return false;
+            }
+            let Ok(s) = procfs::stat(pid) else {
+                return false;
+            };
+            if s.is_zombie() {
+                return false;
+            }
+            if s.pgid == leader {
+                return true;
+            }
+            s.start_ticks >= ls.start_ticks
+                && procfs::environ(pid).is_some_and(|env| {
+                    has_entry(&env, &entry) && is_instance_of(&env, name, &gen_text)
+                })
+        })
     }
 
     /// Sends `sig` (and CONT after TERM) to every process of `group`.
@@ -173,6 +258,9 @@ impl Tracker {
                 return Ok(0);
             };
             return if sig == Sig::Kill {
+                if let Group::Instance { generation, .. } = group {
+                    self.killed.insert(*generation);
+                }
                 cgroup::kill(&dir).map(|()| 1)
             } else {
                 let n = h.signal_members(&dir, signo)?;
@@ -223,19 +311,46 @@ impl Tracker {
         !pinned_alive && self.fallback_members(group).is_empty()
     }
 
-    /// The group is over: its cgroup is removed, what was pinned for it is let go.
+    /// The group is over: an instance's empty cgroup goes back to its task's pool, a found
+    /// one is removed; what was pinned for it is let go.
     pub fn release(&mut self, group: &Group) {
-        if let Some(dir) = self.dir_of(group) {
-            if let Err(e) = cgroup::remove(&dir) {
-                tracing::debug!(cgroup = %dir.display(), error = %e, "cgroup not removed");
-            }
-        }
         match group {
-            Group::Instance { generation, .. } => {
+            Group::Instance {
+                name, generation, ..
+            } => {
                 self.pinned.remove(generation);
+                let killed = self.killed.remove(generation);
+                if let Some(dir) = self.dirs.remove(generation) {
+                    if cgroup::populated(&dir).unwrap_or(true) {
+                        // Processes survived SIGKILL (a stuck process): never reused.
+                        tracing::warn!(cgroup = %dir.display(), "a cgroup still holds processes that survived SIGKILL; it is not reused");
+                    } else if killed {
+                        self.retired.push(dir);
+                    } else {
+                        self.pool.entry(name.clone()).or_default().push(dir);
+                    }
+                }
             }
             Group::Found { id } => {
-                self.found.remove(id);
+                if let Some(FoundGroup::Cgroup(dir)) = self.found.remove(id) {
+                    self.retired.push(dir);
+                }
+            }
+        }
+        self.retired.retain(|dir| match cgroup::remove(dir) {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::debug!(cgroup = %dir.display(), error = %e, "cgroup not removed yet");
+                true
+            }
+        });
+    }
+
+    /// Task `name` was removed: its empty cgroups go.
+    pub fn task_removed(&mut self, name: &str) {
+        for dir in self.pool.remove(name).unwrap_or_default() {
+            if let Err(e) = cgroup::remove(&dir) {
+                tracing::debug!(cgroup = %dir.display(), error = %e, "cgroup not removed");
             }
         }
     }
@@ -251,9 +366,9 @@ impl Tracker {
 
     fn dir_of(&self, group: &Group) -> Option<PathBuf> {
         match group {
-            Group::Instance {
-                name, generation, ..
-            } => self.instance_dir(name, *generation),
+            Group::Instance { generation, .. } => {
+                self.instance_dir(*generation).map(Path::to_path_buf)
+            }
             Group::Found { id } => match self.found.get(id) {
                 Some(FoundGroup::Cgroup(dir)) => Some(dir.clone()),
                 _ => None,
@@ -273,7 +388,7 @@ impl Tracker {
                 if let Some(leader) = leader {
                     let pinned = self.pinned.get(generation).map(Vec::as_slice);
                     if self.group_is_provable(*leader, *generation, pinned.unwrap_or_default()) {
-                        out = self.members_by_group(*leader as i32, false);
+                        out = self.members_by_group(*leader as i32);
                     }
                 }
                 for p in self.marked(name, *generation) {
@@ -301,9 +416,8 @@ impl Tracker {
                 .any(|p| p.alive() && procfs::stat(p.pid).is_ok_and(|s| s.pgid == leader as i32))
     }
 
-    /// Live processes in process group `pgid`, pinned; `quick`: stop at the first one that is
-    /// not the leader (enough to answer "is anything left").
-    fn members_by_group(&self, pgid: i32, quick: bool) -> Vec<Pinned> {
+    /// Live processes in process group `pgid`, pinned.
+    fn members_by_group(&self, pgid: i32) -> Vec<Pinned> {
         let mut out = Vec::new();
         for pid in procfs::all_pids() {
             let Ok(s) = procfs::stat(pid) else { continue };
@@ -312,9 +426,6 @@ impl Tracker {
             }
             if let Ok(Some(p)) = Pinned::open(pid, s.start_ticks) {
                 out.push(p);
-                if quick && pid != pgid {
-                    break;
-                }
             }
         }
         out
@@ -323,10 +434,7 @@ impl Tracker {
     /// Live processes carrying this instance's markers for `name`, generation `generation`.
     fn marked(&self, name: &str, generation: u64) -> Vec<Pinned> {
         let gen_text = generation.to_string();
-        marked_where(&self.instance, |env| {
-            procfs::env_value(env, TASK_VAR).as_deref() == Some(name)
-                && procfs::env_value(env, GENERATION_VAR).as_deref() == Some(gen_text.as_str())
-        })
+        marked_where(&self.instance, |env| is_instance_of(env, name, &gen_text))
     }
 
     /// Everything of ours still alive once every task is stopped (the final sweep): populated
@@ -338,7 +446,7 @@ impl Tracker {
             let dirs: Vec<PathBuf> = cgroup::subtree(root).into_iter().skip(1).collect();
             for dir in dirs {
                 if cgroup::populated(&dir).unwrap_or(false) {
-                    let task = task_of_dir(&dir).map(|(t, _)| t);
+                    let task = task_of_dir(&dir);
                     let id = self.add_found(FoundGroup::Cgroup(dir));
                     out.push((id, task, None, true));
                 }
@@ -385,6 +493,17 @@ impl Drop for Tracker {
     }
 }
 
+/// True when the environment block `env` holds the `KEY=VALUE` string `entry`.
+fn has_entry(env: &[u8], entry: &str) -> bool {
+    env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes())
+}
+
+/// True when `env` marks a process of task `name`, generation `generation`.
+fn is_instance_of(env: &[u8], name: &str, generation: &str) -> bool {
+    procfs::env_value(env, TASK_VAR).as_deref() == Some(name)
+        && procfs::env_value(env, GENERATION_VAR).as_deref() == Some(generation)
+}
+
 /// Live processes, pinned, carrying `instance`'s marker and passing `more` on their environment.
 fn marked_where(instance: &str, more: impl Fn(&[u8]) -> bool) -> Vec<Pinned> {
     let me = std::process::id() as i32;
@@ -397,7 +516,7 @@ fn marked_where(instance: &str, more: impl Fn(&[u8]) -> bool) -> Vec<Pinned> {
         let Some(env) = procfs::environ(pid) else {
             continue;
         };
-        if !env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()) || !more(&env) {
+        if !has_entry(&env, &entry) || !more(&env) {
             continue;
         }
         let Ok(s) = procfs::stat(pid) else { continue };
@@ -425,11 +544,40 @@ pub fn marked_procs(m: &Marker) -> Vec<Pinned> {
     })
 }
 
-/// `(task, generation)` from a task cgroup's folder name `NAME@GENERATION`.
-pub fn task_of_dir(dir: &Path) -> Option<(String, u64)> {
+/// The task a task cgroup belongs to, from its folder's name: `NAME` or `NAME@N`.
+pub fn task_of_dir(dir: &Path) -> Option<String> {
     let name = dir.file_name()?.to_str()?;
-    let (task, generation) = name.rsplit_once('@')?;
-    Some((task.to_string(), generation.parse().ok()?))
+    let task = match name.rsplit_once('@') {
+        Some((task, n)) => {
+            n.parse::<u64>().ok()?;
+            task
+        }
+        None => name,
+    };
+    (!task.is_empty() && !task.starts_with('.')).then(|| task.to_string())
+}
+
+/// A new cgroup for task `name` in `root`: `root/NAME`, or `root/NAME@N` with the first `N`
+/// not in use.
+fn new_dir(root: &Path, name: &str) -> io::Result<PathBuf> {
+    let mut n = 0u64;
+    loop {
+        let dir = if n == 0 {
+            root.join(name)
+        } else {
+            root.join(format!("{name}@{n}"))
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 10_000 => n += 1,
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot create cgroup {}: {e}", dir.display()),
+                ));
+            }
+        }
+    }
 }
 
 /// The name of an instance's folder of task cgroups.
@@ -437,8 +585,9 @@ pub fn root_name(instance: &str) -> String {
     format!("timeservice@{instance}")
 }
 
-/// Finds the v2 hierarchy, this process's cgroup in it, and creates `ROOT` there.
-fn cgroup_root(instance: &str) -> Result<(Hierarchy, PathBuf), String> {
+/// Finds the v2 hierarchy, this process's cgroup in it, and creates `ROOT` there; tells
+/// whether tasks must join their cgroups (a child born into one is killed here).
+fn cgroup_root(instance: &str) -> Result<(Hierarchy, PathBuf, bool), String> {
     let h = Hierarchy::find()
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?
         .ok_or_else(|| "no cgroup v2 hierarchy is mounted".to_string())?;
@@ -447,14 +596,30 @@ fn cgroup_root(instance: &str) -> Result<(Hierarchy, PathBuf), String> {
         .map_err(|e| format!("cannot tell this process's cgroup: {e}"))?;
     let root = own.join(root_name(instance));
     cgroup::create(&root).map_err(|e| format!("{e} (is the hierarchy writable?)"))?;
-    // Probe: can a task cgroup be made and entered here?
-    let probe = root.join(".probe");
-    cgroup::create(&probe).map_err(|e| e.to_string())?;
-    let _ = cgroup::remove(&probe);
     if !root.join("cgroup.events").exists() {
         return Err(format!("{} has no cgroup.events", root.display()));
     }
-    Ok((h, root))
+    // Probe: can a task cgroup be made and a child be born in it?
+    let probe = root.join(".probe");
+    cgroup::create(&probe).map_err(|e| e.to_string())?;
+    let survives =
+        cgroup::open_dir(&probe).and_then(|fd| spawn::born_into_cgroup_survives(fd.as_raw_fd()));
+    let _ = cgroup::remove(&probe);
+    match survives {
+        Ok(true) => Ok((h, root, false)),
+        Ok(false) => {
+            tracing::warn!(
+                cgroup = %own.display(),
+                "the kernel kills a child started straight into a cgroup from this supervisor's \
+                 cgroup (it once got cgroup.kill); tasks join their cgroup as their first step instead"
+            );
+            Ok((h, root, true))
+        }
+        Err(e) => {
+            let _ = cgroup::remove(&root);
+            Err(format!("cannot start a process in a cgroup: {e}"))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -465,10 +630,11 @@ mod tests {
     fn task_cgroup_names_parse_back() {
         assert_eq!(
             task_of_dir(Path::new("/x/timeservice@dump-1/web.api-2@17")),
-            Some(("web.api-2".into(), 17))
+            Some("web.api-2".into())
         );
-        assert_eq!(task_of_dir(Path::new("/x/web")), None);
+        assert_eq!(task_of_dir(Path::new("/x/web")), Some("web".into()));
         assert_eq!(task_of_dir(Path::new("/x/web@x")), None);
+        assert_eq!(task_of_dir(Path::new("/x/.probe")), None);
         assert_eq!(root_name("dump-ab"), "timeservice@dump-ab");
     }
 }

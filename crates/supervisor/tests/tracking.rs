@@ -113,28 +113,39 @@ fn a_tasks_processes_are_in_a_cgroup_of_their_own_from_their_first_instruction()
         line.ends_with(&format!("/{ca}")) || line == format!("0::/{ca}"),
         "{line} vs {ca}"
     );
-    assert!(
-        ca.contains("timeservice@")
-            && ca.ends_with(&format!("/a@{}", ca.rsplit('@').next().unwrap()))
-    );
-    assert!(ca.rsplit('/').next().unwrap().starts_with("a@"), "{ca}");
-    assert!(cb.rsplit('/').next().unwrap().starts_with("b@"), "{cb}");
+    assert!(ca.contains("timeservice@") && ca.ends_with("/a"), "{ca}");
+    assert!(cb.ends_with("/b"), "{cb}");
     assert_ne!(ca, cb, "each task its own");
     assert_eq!(cgroup_of(child), ca, "children inherit it");
     let health = get(&sup.api(), "/health");
     let h: serde_json::Value = serde_json::from_str(&health.body).unwrap();
     assert_eq!(h["tracking"]["mode"], "cgroup", "{h}");
-    // A restart: a new instance, a new cgroup; the old one is gone.
+    // A restart after a death that left nothing behind: the next instance reuses the cgroup.
+    let mount = procio::cgroup::Hierarchy::find().unwrap().unwrap();
+    unsafe { libc::kill(b, libc::SIGKILL) };
+    let b2 = wait_for_value(LONG, || pids_in(&sup.path("b.pids")).get(1).copied()).unwrap();
+    assert_eq!(cgroup_of(b2), cb, "an emptied cgroup is reused");
+    // A death with remains: they are killed (cgroup.kill) before the next instance starts, in
+    // a cgroup that holds nothing of the old one (a killed cgroup is never reused).
     unsafe { libc::kill(a, libc::SIGKILL) };
     let a2 = wait_for_value(LONG, || pids_in(&sup.path("a.pids")).get(1).copied()).unwrap();
-    let ca2 = cgroup_of(a2);
-    assert_ne!(ca2, ca);
-    let mount = procio::cgroup::Hierarchy::find().unwrap().unwrap();
-    assert!(
-        wait_for(LONG, || !mount.path_of(&ca).exists()),
-        "the dead instance's cgroup is removed"
-    );
     assert!(!pid_alive(child), "its child went with it");
+    let ca2 = cgroup_of(a2);
+    assert!(
+        ca2.starts_with(ca.rsplit_once('/').unwrap().0),
+        "{ca2} vs {ca}"
+    );
+    let members = procio::cgroup::procs(&mount.path_of(&ca2)).unwrap();
+    assert!(
+        members.contains(&a2) && !members.contains(&a) && !members.contains(&child),
+        "nothing of the dead instance: {members:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        pid_alive(a2),
+        "the new instance keeps running: {}",
+        sup.log()
+    );
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));
     let root = mount.path_of(&ca);
@@ -608,4 +619,88 @@ fn without_cgroups_a_stranger_that_takes_a_stopping_tasks_group_id_survives_the_
             );
         }
     }
+}
+
+/// `cgroup.procs` of the cgroup the next supervisor started by
+/// [`a_supervisor_in_a_once_killed_cgroup_still_runs_its_tasks`] moves itself into.
+static JOIN_PROCS: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+
+/// In the supervisor's process before exec: moves into [`JOIN_PROCS`] (open and write only).
+fn join_cgroup() {
+    if let Some(path) = JOIN_PROCS.get() {
+        // SAFETY: async-signal-safe calls on a path prepared before the fork.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+/// The kernels here kill a child born (`CLONE_INTO_CGROUP`) into a cgroup whose kill count
+/// differs from its parent's. A supervisor whose own cgroup once got `cgroup.kill` (a service
+/// manager's stop, say) detects that at start, and its tasks join their cgroup instead: they
+/// run, are restarted, and are tracked as usual.
+#[test]
+fn a_supervisor_in_a_once_killed_cgroup_still_runs_its_tasks() {
+    if !cgroups_here() {
+        return;
+    }
+    let mount = procio::cgroup::Hierarchy::find().unwrap().unwrap();
+    let own = mount.of_pid(std::process::id() as i32).unwrap();
+    let killed = own.join(format!("test-killed-{}", std::process::id()));
+    procio::cgroup::create(&killed).unwrap();
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = procio::cgroup::kill(&self.0);
+            let _ = wait_for(Duration::from_secs(5), || {
+                !procio::cgroup::populated(&self.0).unwrap_or(false)
+            });
+            let _ = procio::cgroup::remove(&self.0);
+        }
+    }
+    let _remove = Remove(killed.clone());
+    std::fs::write(killed.join("cgroup.kill"), "1").unwrap();
+    let procs = killed.join("cgroup.procs");
+    JOIN_PROCS
+        .set(std::ffi::CString::new(procs.to_str().unwrap()).unwrap())
+        .unwrap();
+
+    let mut sup = Sup::new();
+    sup.pre_exec = Some(join_cgroup);
+    sup.start(
+        &list(&[sh_task("t", "sleep 1000 & echo $$ >> t.pids; wait")]),
+        &[],
+    );
+    assert!(
+        sup.wait_log("tasks join their cgroup as their first step instead"),
+        "{}",
+        sup.log()
+    );
+    let own_cg = |pid: i32| mount.path_of(&cgroup_of(pid));
+    assert_eq!(
+        own_cg(sup.pid()),
+        killed,
+        "the supervisor runs in the killed cgroup"
+    );
+    let t = wait_pid_file(&sup.path("t.pids"));
+    let ct = own_cg(t);
+    assert!(
+        ct.starts_with(&killed) && ct.parent() != Some(killed.as_path()),
+        "the task is in a cgroup of its own: {}",
+        ct.display()
+    );
+    // A death with remains, a cgroup.kill, a restart: the new instance lives.
+    unsafe { libc::kill(t, libc::SIGKILL) };
+    let t2 = wait_for_value(LONG, || pids_in(&sup.path("t.pids")).get(1).copied()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pid_alive(t2), "{}", sup.log());
+    assert!(own_cg(t2).starts_with(&killed));
+    assert!(!sup.log().contains("yo-yo"), "{}", sup.log());
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+    assert!(!pid_alive(t2));
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// A set of processes the core asks the shell to signal or to watch.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Group {
-    /// Everything of one instance of a task: its cgroup (`NAME@GENERATION`), or, where there
+    /// Everything of one instance of a task: its cgroup (`NAME` or `NAME@N`), or, where there
     /// are no cgroups, the process group of `leader` (while the shell can prove it is still the
     /// same group) and the processes that carry the instance's markers.
     Instance {
@@ -92,7 +92,7 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Probe `port` (if any), then start `argv` with the spec's files, env and cwd, in a new
-    /// session and in the instance's own group (its cgroup `NAME@GENERATION` where there are
+    /// session and in the instance's own group (a cgroup of its own where there are
     /// cgroups), with `PORT` set; answer with `Spawned`, `SpawnFailed` or `PortBusy`.
     Spawn {
         task: TaskId,

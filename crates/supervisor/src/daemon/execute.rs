@@ -1,8 +1,7 @@
 //! One action of the core, carried out, and the facts it produced fed back at once.
 use super::Daemon;
 use crate::recovery;
-use crate::spawn;
-use std::os::fd::AsRawFd;
+use crate::{spawn, tracking};
 use std::time::Instant;
 use supervisor_core::{Action, Input};
 
@@ -36,7 +35,7 @@ impl Daemon {
                         port,
                         &self.identity.instance,
                         generation,
-                        cgroup.as_ref().map(AsRawFd::as_raw_fd),
+                        cgroup.as_ref().map(tracking::CgroupFd::placement),
                     )
                     .map_err(|e| e.to_string()),
                     Err(e) => Err(format!("cannot make the task's cgroup: {e}")),
@@ -101,9 +100,10 @@ impl Daemon {
         }
     }
 
-    /// Carries out, right now, the actions that touch processes (spawn, signal, check, probe);
-    /// the rest (log lines, metrics, events, checkpoints, cgroup removals) waits for the end of
-    /// the loop turn, in order. True when it spawned.
+    /// Carries out, right now, the actions that touch processes (spawn, signal, check, probe,
+    /// and release, so that a restart reuses the cgroup its dead instance just left); the rest
+    /// (log lines, metrics, events, checkpoints) waits for the end of the loop turn, in order.
+    /// True when it spawned.
     pub(super) fn process_actions_now(&mut self) -> bool {
         let mut spawned = false;
         while let Some(action) = self.core.poll_action() {
@@ -112,9 +112,10 @@ impl Daemon {
                     self.execute(action);
                     spawned = true;
                 }
-                Action::Signal { .. } | Action::CheckGroup { .. } | Action::ProbePort { .. } => {
-                    self.execute(action)
-                }
+                Action::Signal { .. }
+                | Action::CheckGroup { .. }
+                | Action::ProbePort { .. }
+                | Action::Release { .. } => self.execute(action),
                 other => self.deferred.push_back(other),
             }
         }

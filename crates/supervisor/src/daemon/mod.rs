@@ -209,6 +209,9 @@ impl Daemon {
     /// Logs an event, counts it, and tells the event stream.
     fn on_event(&mut self, e: &Event) {
         log_event(e);
+        if let Event::Removed { name, .. } = e {
+            self.tracker.task_removed(name);
+        }
         match e {
             Event::Exited {
                 expected: false, ..

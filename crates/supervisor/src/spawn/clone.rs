@@ -46,13 +46,24 @@ pub struct Child<'a> {
     pub cwd: Option<&'a CStr>,
     /// The open-files limit to give the task.
     pub nofile: Option<libc::rlimit>,
-    /// The cgroup folder to start in.
-    pub cgroup: Option<RawFd>,
+    /// The cgroup to start in.
+    pub cgroup: Option<Placement>,
+}
+
+/// How a child gets into its cgroup.
+#[derive(Debug, Clone, Copy)]
+pub enum Placement {
+    /// Born in it (`CLONE_INTO_CGROUP`), from a descriptor of the cgroup's folder.
+    Into(RawFd),
+    /// Joins it as its first step, writing `0` to this descriptor of its `cgroup.procs`: for
+    /// where the kernel kills a child born into another cgroup (see `tracking`).
+    Join(RawFd),
 }
 
 /// Which step of the child's preparation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    Cgroup,
     Stdio,
     Session,
     Limit,
@@ -83,6 +94,8 @@ struct Ctx {
     cwd: *const libc::c_char,
     nofile: libc::rlimit,
     set_nofile: bool,
+    /// `cgroup.procs` to join first, or -1.
+    join: RawFd,
     report: *mut Report,
 }
 
@@ -148,6 +161,10 @@ pub fn start(child: &Child<'_>) -> Result<u32, Failed> {
             rlim_max: 0,
         }),
         set_nofile: child.nofile.is_some(),
+        join: match child.cgroup {
+            Some(Placement::Join(fd)) => fd,
+            _ => -1,
+        },
         report: &mut report,
     };
     let mut args = CloneArgs {
@@ -158,7 +175,7 @@ pub fn start(child: &Child<'_>) -> Result<u32, Failed> {
         stack_size: (stack.size & !15) as u64,
         ..CloneArgs::default()
     };
-    if let Some(fd) = child.cgroup {
+    if let Some(Placement::Into(fd)) = child.cgroup {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd as u64;
     }
@@ -183,6 +200,7 @@ pub fn start(child: &Child<'_>) -> Result<u32, Failed> {
             2 => Stage::Session,
             3 => Stage::Limit,
             4 => Stage::Cwd,
+            6 => Stage::Cgroup,
             _ => Stage::Exec,
         };
         return Err(fail(stage, io::Error::from_raw_os_error(r.errno)));
@@ -243,7 +261,7 @@ unsafe fn clone3(
     ret
 }
 
-/// The child: stdio, session, limit, folder, signals, exec. Only system calls.
+/// The child: cgroup, stdio, session, limit, folder, signals, exec. Only system calls.
 ///
 /// # Safety
 /// Runs in the vfork child on its own stack: `ctx` points into the suspended parent's memory.
@@ -252,6 +270,9 @@ unsafe extern "C" fn child_main(ctx: *const Ctx) -> ! {
     // calls are made; the function never returns.
     unsafe {
         let c = &*ctx;
+        if c.join >= 0 && libc::write(c.join, b"0".as_ptr().cast(), 1) != 1 {
+            fail(c.report, 6);
+        }
         for target in 0..3 {
             let src = c.stdio[target as usize];
             if libc::dup2(src, target) < 0 {

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use supervisor_core::TaskSpec;
 
+pub use clone::Placement;
 pub use paths::ProgramError;
 
 /// Environment variable naming the supervisor instance; inherited by every descendant.
@@ -118,15 +119,15 @@ pub fn port_is_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
-/// Starts `argv` for `spec` and returns the child's pid; `cgroup`: a descriptor of the folder
-/// of the cgroup to start it in. The supervisor's single reaper collects the exit status.
+/// Starts `argv` for `spec` and returns the child's pid; `cgroup`: the cgroup to start it in.
+/// The supervisor's single reaper collects the exit status.
 pub fn spawn(
     spec: &TaskSpec,
     argv: &[String],
     port: Option<u16>,
     instance: &str,
     generation: u64,
-    cgroup: Option<RawFd>,
+    cgroup: Option<Placement>,
 ) -> Result<u32, SpawnError> {
     let program = argv.first().ok_or_else(|| SpawnError::Exec {
         program: String::new(),
@@ -204,6 +205,48 @@ pub fn spawn(
             format!("{stage:?} set-up failed: {}", f.error),
         )),
     })
+}
+
+/// Whether a child started straight into the cgroup whose folder `dir` is open survives its
+/// birth (see `tracking`: some kernels kill it). Starts a child that only fails to exec a
+/// program that does not exist, and reaps it; call it before the reaper runs.
+pub fn born_into_cgroup_survives(dir: RawFd) -> io::Result<bool> {
+    let program = c"/nonexistent/timeservice-cgroup-probe";
+    let argv = [program.as_ptr().cast_mut(), std::ptr::null_mut()];
+    let envp = [std::ptr::null_mut()];
+    let null = dev_null()?;
+    let child = clone::Child {
+        program,
+        argv: &argv,
+        envp: &envp,
+        stdio: [null; 3],
+        cwd: None,
+        nofile: None,
+        cgroup: Some(Placement::Into(dir)),
+    };
+    match clone::start(&child) {
+        // It ran, tried the exec, and was reaped.
+        Err(f) if f.stage == clone::Stage::Exec && f.error.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(true)
+        }
+        Err(f) => Err(io::Error::new(
+            f.error.kind(),
+            format!("{:?}: {}", f.stage, f.error),
+        )),
+        // It never ran a step of its own: killed on the way out of the kernel.
+        Ok(pid) => {
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+            if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL {
+                Ok(false)
+            } else {
+                Err(io::Error::other(format!(
+                    "the probe child ended with wait status {status}"
+                )))
+            }
+        }
+    }
 }
 
 fn cstring(bytes: &[u8]) -> io::Result<CString> {
