@@ -138,21 +138,21 @@ pub fn open_procs(dir: &Path) -> io::Result<OwnedFd> {
 /// True while some process is in `dir` or a cgroup below it (`cgroup.events`). A cgroup that
 /// does not exist is empty. Zombies do not count: a process leaves its cgroup when it exits.
 pub fn populated(dir: &Path) -> io::Result<bool> {
-    let mut text = String::new();
-    match fs::File::open(dir.join("cgroup.events")) {
-        Ok(mut f) => {
-            f.read_to_string(&mut text)
-                .map_err(|e| with_path(e, "cannot read", &dir.join("cgroup.events")))?;
-        }
+    // Three system calls (open, read, close): this is read at every death, before the restart.
+    // kernfs hands out the whole (small) file in one read.
+    let path = dir.join("cgroup.events");
+    let mut buf = [0u8; 128];
+    let n = match fs::File::open(&path) {
+        Ok(mut f) => f
+            .read(&mut buf)
+            .map_err(|e| with_path(e, "cannot read", &path))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(with_path(e, "cannot read", &dir.join("cgroup.events"))),
-    }
-    parse_populated(&text).ok_or_else(|| {
-        io::Error::other(format!(
-            "{} has no populated line",
-            dir.join("cgroup.events").display()
-        ))
-    })
+        Err(e) => return Err(with_path(e, "cannot read", &path)),
+    };
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(parse_populated)
+        .ok_or_else(|| io::Error::other(format!("{} has no populated line", path.display())))
 }
 
 fn parse_populated(events: &str) -> Option<bool> {

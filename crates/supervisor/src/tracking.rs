@@ -88,6 +88,9 @@ pub struct Tracker {
     dirs: HashMap<u64, PathBuf>,
     /// Instances whose cgroup got `cgroup.kill`: never reused (see the module doc).
     killed: HashSet<u64>,
+    /// Instances whose cgroup was empty when their leader died ([`Tracker::remains`], which
+    /// only reads): their release trusts that.
+    empty_at_death: HashSet<u64>,
     /// Empty cgroups of each task, ready for its next instance.
     pool: HashMap<String, Vec<PathBuf>>,
     /// Cgroups to remove that the kernel still refused (processes not quite gone yet).
@@ -144,6 +147,7 @@ impl Tracker {
             next_found: 1,
             dirs: HashMap::new(),
             killed: HashSet::new(),
+            empty_at_death: HashSet::new(),
             pool: HashMap::new(),
             retired: Vec::new(),
             join,
@@ -212,10 +216,16 @@ impl Tracker {
     }
 
     /// At a leader's death (before it is reaped): whether other processes of its instance live.
-    pub fn remains(&self, name: &str, generation: u64, leader: u32) -> bool {
+    pub fn remains(&mut self, name: &str, generation: u64, leader: u32) -> bool {
         if let Some(dir) = self.instance_dir(generation) {
             // An unreadable cgroup is treated as populated: the core then kills and checks.
-            return cgroup::populated(dir).unwrap_or(true);
+            let populated = cgroup::populated(dir).unwrap_or(true);
+            if !populated {
+                // Nothing can enter an empty cgroup but what the supervisor starts there: the
+                // release that follows needs no second look.
+                self.empty_at_death.insert(generation);
+            }
+            return populated;
         }
         // The leader is an unreaped zombie here: its group id is pinned, and so is its start
         // time. One pass over /proc: a live member of its group, or a process started after it
@@ -320,8 +330,9 @@ impl Tracker {
             } => {
                 self.pinned.remove(generation);
                 let killed = self.killed.remove(generation);
+                let seen_empty = self.empty_at_death.remove(generation);
                 if let Some(dir) = self.dirs.remove(generation) {
-                    if cgroup::populated(&dir).unwrap_or(true) {
+                    if !seen_empty && cgroup::populated(&dir).unwrap_or(true) {
                         // Processes survived SIGKILL (a stuck process): never reused.
                         tracing::warn!(cgroup = %dir.display(), "a cgroup still holds processes that survived SIGKILL; it is not reused");
                     } else if killed {

@@ -302,3 +302,46 @@ fn tasks_get_the_open_files_limit_the_supervisor_was_started_with() {
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));
 }
+
+fn ignore_sigusr2() {
+    // SAFETY: setting a disposition to SIG_IGN; async-signal-safe.
+    unsafe { libc::signal(libc::SIGUSR2, libc::SIG_IGN) };
+}
+
+/// A task starts with every signal at its default and none blocked, whatever the supervisor
+/// ignores (here SIGUSR2, which it inherited) or blocks.
+#[test]
+fn tasks_start_with_default_signal_dispositions_and_an_empty_mask() {
+    let mut sup = Sup::new();
+    sup.pre_exec = Some(ignore_sigusr2);
+    let task = serde_json::json!({
+        "name": "sigs",
+        "command": ["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
+        "output": "sigs.txt",
+    });
+    sup.start(&list(&[task.to_string()]), &[]);
+    let supervisor_ignores = std::fs::read_to_string(format!("/proc/{}/status", sup.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:").map(|v| v.trim().to_string()))
+        .unwrap();
+    let seen = wait_for_value(LONG, || {
+        let text = std::fs::read_to_string(sup.path("sigs.txt")).ok()?;
+        let lines: Vec<String> = text.lines().take(2).map(str::to_string).collect();
+        (lines.len() == 2).then_some(lines)
+    })
+    .unwrap();
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+    let usr2 = 1u64 << (libc::SIGUSR2 - 1);
+    assert_eq!(
+        u64::from_str_radix(&supervisor_ignores, 16).unwrap() & usr2,
+        usr2,
+        "the test needs a supervisor that ignores SIGUSR2: {supervisor_ignores}"
+    );
+    assert_eq!(
+        seen,
+        vec!["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"],
+        "the task's signal state"
+    );
+}

@@ -7,18 +7,25 @@
 //! The child runs [`child_main`] on a stack of its own and never returns: it only makes system
 //! calls (no allocation, no lock, no unwinding) and reports a failure by writing into memory the
 //! parent reads once `clone3` returns (with `CLONE_VFORK` the parent waits until the child has
-//! called `execve` or exited). All signals are blocked around the call, so no handler of the
-//! supervisor ever runs in the child.
+//! called `execve` or exited). All signals are blocked around the call, and the child starts
+//! with every handler reset to the default (`CLONE_CLEAR_SIGHAND`), so no handler of the
+//! supervisor ever runs in the child; it only has to un-ignore what the supervisor ignores.
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
+const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Cleared once a kernel refused `CLONE_CLEAR_SIGHAND` (before 5.5): the child then resets
+/// every disposition itself, 62 system calls while the supervisor waits.
+static CLEAR_SIGHAND: AtomicBool = AtomicBool::new(true);
 
 /// The kernel's `struct clone_args` (version 2, with `cgroup`).
 #[repr(C)]
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct CloneArgs {
     flags: u64,
     pidfd: u64,
@@ -86,6 +93,7 @@ struct Report {
 }
 
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct Ctx {
     program: *const libc::c_char,
     argv: *const *mut libc::c_char,
@@ -96,6 +104,9 @@ struct Ctx {
     set_nofile: bool,
     /// `cgroup.procs` to join first, or -1.
     join: RawFd,
+    /// Signals to set back to `SIG_DFL`, bit `sig - 1` for `sig`: those the supervisor
+    /// ignores when the kernel reset its handlers, else all.
+    reset: u64,
     report: *mut Report,
 }
 
@@ -165,6 +176,7 @@ pub fn start(child: &Child<'_>) -> Result<u32, Failed> {
             Some(Placement::Join(fd)) => fd,
             _ => -1,
         },
+        reset: u64::MAX,
         report: &mut report,
     };
     let mut args = CloneArgs {
@@ -179,12 +191,32 @@ pub fn start(child: &Child<'_>) -> Result<u32, Failed> {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd as u64;
     }
-    let pid = with_signals_blocked(|| {
-        // SAFETY: `args` and `ctx` outlive the call (the parent is suspended until the child has
-        // exec'd or exited); the stack is ours for the call (the lock is held); `child_main`
-        // never returns and only makes system calls.
-        unsafe { clone3(&mut args, child_main, &ctx) }
-    });
+    let mut pid = -(libc::EINVAL as i64);
+    if CLEAR_SIGHAND.load(Ordering::Relaxed) {
+        let mut cleared = CloneArgs {
+            flags: args.flags | CLONE_CLEAR_SIGHAND,
+            ..args
+        };
+        let ctx = Ctx {
+            reset: ignored_signals(),
+            ..ctx
+        };
+        pid = with_signals_blocked(|| {
+            // SAFETY: as below.
+            unsafe { clone3(&mut cleared, child_main, &ctx) }
+        });
+        if pid == -(libc::EINVAL as i64) {
+            CLEAR_SIGHAND.store(false, Ordering::Relaxed);
+        }
+    }
+    if pid == -(libc::EINVAL as i64) {
+        pid = with_signals_blocked(|| {
+            // SAFETY: `args` and `ctx` outlive the call (the parent is suspended until the child
+            // has exec'd or exited); the stack is ours for the call (the lock is held);
+            // `child_main` never returns and only makes system calls.
+            unsafe { clone3(&mut args, child_main, &ctx) }
+        });
+    }
     drop(guard);
     if pid < 0 {
         return Err(fail(Stage::Exec, io::Error::from_raw_os_error(-pid as i32)));
@@ -288,9 +320,9 @@ unsafe extern "C" fn child_main(ctx: *const Ctx) -> ! {
         if !c.cwd.is_null() && libc::chdir(c.cwd) != 0 {
             fail(c.report, 4);
         }
-        // Every disposition back to the default (what the supervisor ignores would stay
-        // ignored across exec), then an empty mask. Through the raw system call: glibc's
-        // wrapper refuses its two internal real-time signals (32 and 33).
+        // Dispositions back to the default (what the supervisor ignores would stay ignored
+        // across exec), then an empty mask. Through the raw system call: glibc's wrapper
+        // refuses its two internal real-time signals (32 and 33).
         let dfl = KernelSigaction {
             handler: libc::SIG_DFL,
             flags: 0,
@@ -298,7 +330,7 @@ unsafe extern "C" fn child_main(ctx: *const Ctx) -> ! {
             mask: 0,
         };
         for sig in 1..=64 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP && c.reset & (1 << (sig - 1)) != 0 {
                 libc::syscall(
                     libc::SYS_rt_sigaction,
                     sig,
@@ -319,6 +351,37 @@ unsafe extern "C" fn child_main(ctx: *const Ctx) -> ! {
         libc::execve(c.program, c.argv.cast(), c.envp.cast());
         fail(c.report, 5)
     }
+}
+
+/// The signals this process ignores (bit `sig - 1`), read once: the supervisor sets no
+/// disposition to `SIG_IGN` after it starts (Rust's runtime ignores `SIGPIPE` before `main`).
+fn ignored_signals() -> u64 {
+    static IGNORED: OnceLock<u64> = OnceLock::new();
+    *IGNORED.get_or_init(|| {
+        let mut set = 0u64;
+        for sig in 1..=64 {
+            let mut old = KernelSigaction {
+                handler: libc::SIG_DFL,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            // SAFETY: a query (no new action) into a valid `struct sigaction`.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    std::ptr::null::<KernelSigaction>(),
+                    &mut old as *mut KernelSigaction,
+                    8usize,
+                )
+            };
+            if r == 0 && old.handler == libc::SIG_IGN {
+                set |= 1 << (sig - 1);
+            }
+        }
+        set
+    })
 }
 
 /// In the child: records which step failed and with which `errno`, and exits.
