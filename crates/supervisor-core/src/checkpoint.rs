@@ -3,10 +3,12 @@
 //! A process is identified by (pid, start time, boot id), never by pid alone: after the
 //! supervisor's crash, a recorded pid may by now belong to a stranger.
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The current format version. Older versions stay readable (see the frozen examples in
-/// `tests/data/checkpoint-v*.json`). Version 2 added `supervisor.dumpfile`.
-pub const VERSION: u32 = 2;
+/// `tests/data/checkpoint-v*.json`). Version 2 added `supervisor.dumpfile`; version 3 the
+/// identities (`uids`, `revision`, `next_generation`).
+pub const VERSION: u32 = 3;
 
 /// Who wrote the dump.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +56,16 @@ pub struct Checkpoint<T = Vec<TaskRecord>> {
     /// True when written at a clean shutdown: nothing is left running.
     pub clean: bool,
     pub tasks: T,
+    /// Every task's uid by name (running or not): a restarted supervisor gives a task of the
+    /// same name the same uid.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub uids: BTreeMap<String, String>,
+    /// The core's revision: a restarted supervisor continues above it.
+    #[serde(default)]
+    pub revision: u64,
+    /// The generation the next spawn would have had: generations only grow.
+    #[serde(default)]
+    pub next_generation: u64,
 }
 
 /// Why a dump could not be used.
@@ -96,8 +108,8 @@ impl Checkpoint {
             }
         };
         match version {
-            // Version 1 lacks only optional fields: the same reader takes both.
-            1 | VERSION => Ok(serde_json::from_str(text)?),
+            // Versions 1 and 2 lack only optional fields: the same reader takes them all.
+            1 | 2 | VERSION => Ok(serde_json::from_str(text)?),
             v if v > VERSION => Err(CheckpointError::FutureVersion { found: v }),
             v => Err(CheckpointError::UnknownVersion { found: v }),
         }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`spec`]: the task list (JSON) → validated [`TaskSpec`]s, reporting every problem at once.
+//! - [`controls`]: the per-task controls (`restart`, `stop_signal`, `stop_timeout`, `autostart`).
 //! - [`ports`]: `--port-range` parsing and the round-robin [`PortAllocator`].
 //! - [`backoff`]: exponential, jittered restart delays from a seeded generator.
 //! - [`status`]: how a process ended ([`ExitStatus`]) and signal names.
@@ -29,12 +30,14 @@
 
 pub mod backoff;
 pub mod checkpoint;
+pub mod controls;
 pub mod core;
 pub mod ports;
 pub mod spec;
 pub mod status;
 pub mod task;
 
+pub use crate::core::apply::Plan;
 pub use crate::core::io::{
     Action, EntryFacts, Event, Evidence, Found, Group, GroupKey, Input, LeftAlone, ProcessFacts,
     Sig, Writer,
@@ -43,6 +46,7 @@ pub use crate::core::policy::{MAX_SETTING, Policy, later};
 pub use crate::core::{ControlError, Core};
 pub use backoff::{Backoff, SplitMix64};
 pub use checkpoint::{Checkpoint, CheckpointError, SupervisorIdentity, TaskRecord};
+pub use controls::RestartPolicy;
 pub use ports::{PortAllocator, PortRange, PortRangeError};
 pub use spec::{ConfigError, ConfigErrors, TaskSpec, parse_task, parse_task_list};
 pub use status::{ExitStatus, signal_name};

@@ -3,16 +3,30 @@
 //! Validation walks a `serde_json::Value` by hand rather than deriving `Deserialize`, because
 //! serde stops at the first error and cannot say "task 3 (timeserver-2), field `command`"; an
 //! operator fixing a task list wants the whole list of problems in one go.
+use crate::controls::{self, RestartPolicy};
 use crate::ports::PortRange;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::time::Duration;
 
 /// The placeholder replaced by the task's port in every argv element.
 pub const PORT_PLACEHOLDER: &str = "{{port}}";
 
-const FIELDS: [&str; 7] = ["command", "name", "input", "output", "error", "env", "cwd"];
+const FIELDS: [&str; 11] = [
+    "command",
+    "name",
+    "input",
+    "output",
+    "error",
+    "env",
+    "cwd",
+    "restart",
+    "stop_signal",
+    "stop_timeout",
+    "autostart",
+];
 const MAX_NAME_LEN: usize = 64;
 
 /// One validated task.
@@ -38,6 +52,49 @@ pub struct TaskSpec {
     /// Working directory; `None` means the supervisor's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// What follows a death of its process (see [`RestartPolicy`]).
+    #[serde(default, skip_serializing_if = "RestartPolicy::is_always")]
+    pub restart: RestartPolicy,
+    /// The signal that asks it to stop; `None` means SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<i32>,
+    /// From the stop signal to SIGKILL; `None` means `--stop-timeout`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "stop_timeout_ms",
+        with = "controls::opt_millis"
+    )]
+    pub stop_timeout: Option<Duration>,
+    /// Started when added (and at the supervisor's start); false: only on request.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub autostart: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
+}
+
+impl Default for TaskSpec {
+    fn default() -> Self {
+        TaskSpec {
+            name: String::new(),
+            command: Vec::new(),
+            input: None,
+            output: None,
+            error: None,
+            env: BTreeMap::new(),
+            cwd: None,
+            restart: RestartPolicy::Always,
+            stop_signal: None,
+            stop_timeout: None,
+            autostart: true,
+        }
+    }
 }
 
 impl TaskSpec {
@@ -338,6 +395,7 @@ fn check_task(
     let output = opt_path("output");
     let error = opt_path("error");
     let cwd = opt_path("cwd");
+    let ctl = controls::check(obj, &mut |f, m| err(f, m));
     let mut env = BTreeMap::new();
     match obj.get("env") {
         None | Some(Value::Null) => {}
@@ -397,6 +455,10 @@ fn check_task(
             error,
             env,
             cwd,
+            restart: ctl.restart,
+            stop_signal: ctl.stop_signal,
+            stop_timeout: ctl.stop_timeout,
+            autostart: ctl.autostart,
         },
         explicit_name,
     })
@@ -515,7 +577,7 @@ fn name_problem(name: &str) -> Option<String> {
 }
 
 /// "a string", "an object", ... for error messages.
-fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("a boolean ({b})"),
@@ -535,7 +597,10 @@ fn describe(v: &Value) -> String {
 
 /// What other supervisors (and habit) call our fields. Checked before spelling distance, which
 /// would otherwise suggest "cwd" for "cmd".
-const ALIASES: [(&str, &str); 15] = [
+const ALIASES: [(&str, &str); 18] = [
+    ("autorestart", "restart"),
+    ("restart_policy", "restart"),
+    ("stopsignal", "stop_signal"),
     ("cmd", "command"),
     ("args", "command"),
     ("argv", "command"),

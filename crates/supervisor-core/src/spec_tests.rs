@@ -257,9 +257,9 @@ fn task_problems_name_task_and_field() {
         ),
         (
             "unknown field, nothing near",
-            json!([{"command": ["a"], "restart": "always"}]).to_string(),
+            json!([{"command": ["a"], "priority": 5}]).to_string(),
             None,
-            vec![want(Some(1), Some("a"), Some("restart"), &["unknown field", "known fields: command, name"])],
+            vec![want(Some(1), Some("a"), Some("priority"), &["unknown field", "known fields: command, name"])],
         ),
         ("env not an object", json!([{"command": ["a"], "env": ["A=1"]}]).to_string(), None, vec![want(Some(1), Some("a"), Some("env"), &["object of strings"])]),
         (
@@ -515,8 +515,10 @@ fn near_misses_get_the_right_hint() {
         ("envv", Some("env")),
         ("workdir", Some("cwd")),
         ("nam", Some("name")),
-        ("restart", None),
-        ("autostart", None),
+        ("restart", Some("restart")),
+        ("restarts", Some("restart")),
+        ("autostrat", Some("autostart")),
+        ("priority", None),
     ];
     for (key, hint) in cases {
         assert_eq!(closest(key), hint, "{key}");

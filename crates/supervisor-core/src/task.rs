@@ -207,7 +207,12 @@ impl LogGate {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Task {
+    /// Stable identity: kept across restarts, replacements and (through the dump) supervisor
+    /// restarts; the name is what a person uses, the uid what a scheduler can rely on.
+    pub uid: String,
     pub spec: Arc<TaskSpec>,
+    /// The spec a replacement brings, taken on once the current instance is gone.
+    pub next_spec: Option<Arc<TaskSpec>>,
     pub phase: Phase,
     /// Set at every spawn attempt from a core-wide counter (so it grows, but not by one per
     /// task, and is never shared by two spawns); inputs about other generations are ignored.
@@ -240,9 +245,11 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    pub fn new(spec: Arc<TaskSpec>) -> Self {
+    pub fn new(uid: String, spec: Arc<TaskSpec>) -> Self {
         Task {
+            uid,
             spec,
+            next_spec: None,
             phase: Phase::Stopped,
             generation: 0,
             pid: None,
@@ -287,6 +294,8 @@ impl Task {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskView {
     pub id: TaskId,
+    /// See `Task::uid`.
+    pub uid: String,
     pub spec: Arc<TaskSpec>,
     pub state: TaskState,
     pub pid: Option<u32>,

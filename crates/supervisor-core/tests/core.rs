@@ -8,6 +8,8 @@
 #[path = "core/sim.rs"]
 mod sim;
 
+#[path = "core/apply.rs"]
+mod apply;
 #[path = "core/control.rs"]
 mod control;
 #[path = "core/extreme.rs"]

@@ -73,6 +73,11 @@ pub enum CtlAction {
     Start { name: String },
     /// Add a task: one task object (as in the task list) on standard input.
     Add,
+    /// Make the supervisor run exactly the task list on standard input (`PUT /tasks`): show
+    /// the plan (+ added, - removed, ~ replaced) and apply it. Unchanged tasks are not touched.
+    Apply,
+    /// Show what `apply` would do with the task list on standard input, and change nothing.
+    Diff,
     /// Stop a task and forget it.
     Remove { name: String },
 }

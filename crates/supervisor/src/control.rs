@@ -20,6 +20,24 @@ pub enum Request {
     Remove(String),
     /// A task object as in the task list, validated like one.
     Add(serde_json::Value),
+    /// `PUT /tasks` (a whole task list, `whole`) or `PUT /tasks/{name}` (one task object):
+    /// converge on it, or with `dry_run` only say what that would do.
+    Apply {
+        body: ApplyBody,
+        dry_run: bool,
+    },
+}
+
+/// What `PUT` brought.
+#[derive(Debug)]
+pub enum ApplyBody {
+    /// The whole list, as text in the stdin format.
+    List(String),
+    /// One task object, for the task the path names.
+    One {
+        name: String,
+        task: serde_json::Value,
+    },
 }
 
 /// The loop's answer.
@@ -29,6 +47,7 @@ pub enum Reply {
     Task(Box<TaskJson>),
     Done,
     Added(Box<TaskJson>),
+    Applied(supervisor_core::Plan),
     Error(ApiError),
 }
 
@@ -38,6 +57,8 @@ pub enum Reply {
 #[derive(Debug)]
 pub struct Snapshot {
     pub views: Vec<TaskView>,
+    /// The core's revision: equal revisions, equal task state (`GET /state`).
+    pub revision: u64,
     pub now: Instant,
     pub clock: Clock,
     /// When the supervisor started.
@@ -260,6 +281,8 @@ pub struct BackoffJson {
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskJson {
     pub name: String,
+    /// Stable across restarts, replacements and supervisor restarts.
+    pub uid: String,
     pub state: TaskState,
     pub argv: Vec<String>,
     pub pid: Option<u32>,
@@ -287,6 +310,7 @@ impl TaskJson {
             .map(|t| t.saturating_duration_since(now).as_secs_f64());
         TaskJson {
             name: v.spec.name.clone(),
+            uid: v.uid.clone(),
             state: v.state,
             argv: v.argv(),
             pid: v.pid,

@@ -58,13 +58,13 @@ fn run(args: &CtlArgs) -> Result<ExitCode, String> {
         CtlAction::Stop { name } => ("POST", format!("/tasks/{}/stop", encode(name)), None),
         CtlAction::Start { name } => ("POST", format!("/tasks/{}/start", encode(name)), None),
         CtlAction::Remove { name } => ("DELETE", format!("/tasks/{}", encode(name)), None),
-        CtlAction::Add => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| format!("cannot read the task from standard input: {e}"))?;
-            ("POST", "/tasks".to_string(), Some(s))
-        }
+        CtlAction::Add => ("POST", "/tasks".to_string(), Some(stdin("the task")?)),
+        CtlAction::Apply => ("PUT", "/tasks".to_string(), Some(stdin("the task list")?)),
+        CtlAction::Diff => (
+            "PUT",
+            "/tasks?dry_run=1".to_string(),
+            Some(stdin("the task list")?),
+        ),
     };
     let (status, json) = call(&target, token.as_deref(), given, method, &path, body)?;
     if !(200..300).contains(&status) {
@@ -91,6 +91,8 @@ fn run(args: &CtlArgs) -> Result<ExitCode, String> {
                 "added {}",
                 json.get("name").and_then(|n| n.as_str()).unwrap_or("?")
             ),
+            CtlAction::Apply => print!("{}", plan_text(&json, true)),
+            CtlAction::Diff => print!("{}", plan_text(&json, false)),
             CtlAction::Restart { name } => println!("{name}: restarting"),
             CtlAction::Stop { name } => println!("{name}: stopping"),
             CtlAction::Start { name } => println!("{name}: starting"),
@@ -104,6 +106,45 @@ fn run(args: &CtlArgs) -> Result<ExitCode, String> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn stdin(what: &str) -> Result<String, String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| format!("cannot read {what} from standard input: {e}"))?;
+    Ok(s)
+}
+
+/// A plan as a diff of task names: `+` added, `-` removed, `~` replaced.
+fn plan_text(plan: &serde_json::Value, applied: bool) -> String {
+    let list = |k: &str| -> Vec<String> {
+        plan.get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = String::new();
+    for (sign, key) in [("+", "added"), ("-", "removed"), ("~", "replaced")] {
+        for name in list(key) {
+            out.push_str(&format!("{sign} {name}\n"));
+        }
+    }
+    let unchanged = list("unchanged").len();
+    let changes = list("added").len() + list("removed").len() + list("replaced").len();
+    let revision = plan.get("revision").and_then(|r| r.as_u64()).unwrap_or(0);
+    out.push_str(&match (changes, applied) {
+        (0, _) => format!("no change ({unchanged} unchanged)\n"),
+        (_, true) => {
+            format!("applied: {changes} changed, {unchanged} unchanged (revision {revision})\n")
+        }
+        (_, false) => format!("{changes} to change, {unchanged} unchanged (nothing applied)\n"),
+    });
+    out
 }
 
 /// One request; the answers that mean "wrong supervisor" or "no token" become errors that say

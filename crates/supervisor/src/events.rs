@@ -201,6 +201,10 @@ pub fn log_event(e: &Event) {
             error!(task = %name, transition = %what, "internal error: a state change the supervisor does not allow (please report)")
         }
         Event::Stopped { name, .. } => info!(task = %name, "task stopped"),
+        Event::Replacing { name, .. } => info!(task = %name, "task spec changed: replacing it"),
+        Event::NotRestarted { name, policy, .. } => {
+            info!(task = %name, restart = policy.as_str(), "task ended; its restart policy says not to start it again")
+        }
         Event::Removed { name, .. } => info!(task = %name, "task removed"),
     }
 }
@@ -341,6 +345,10 @@ pub fn event_json(e: &Event, at_unix_ms: u64) -> serde_json::Value {
         ),
         Event::Invalid { name, what } => ("invalid_transition", name, json!({"what": what})),
         Event::Stopped { name, .. } => ("stopped", name, json!({})),
+        Event::Replacing { name, .. } => ("replacing", name, json!({})),
+        Event::NotRestarted { name, policy, .. } => {
+            ("not_restarted", name, json!({"restart": policy.as_str()}))
+        }
         Event::Removed { name, .. } => ("removed", name, json!({})),
     };
     if let Some(m) = extra.as_object_mut() {

@@ -147,6 +147,7 @@ mod tests {
             error: None,
             env: BTreeMap::new(),
             cwd: None,
+            ..TaskSpec::default()
         }
     }
 

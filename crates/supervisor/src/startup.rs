@@ -233,6 +233,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
     }
     let mut found = Vec::new();
     let mut max_generation = 0;
+    let mut identities = None;
     if let Some(path) = &args.dumpfile {
         let dump = match checkpoint_io::read_dump(path) {
             DumpRead::Missing => None,
@@ -249,6 +250,14 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
                 None
             }
         };
+        // Identities carry over only from this instance's own dump (a copy of another
+        // supervisor's must not give two live tasks one uid).
+        if let Some(d) = dump
+            .as_deref()
+            .filter(|d| d.supervisor.instance == instance)
+        {
+            identities = Some((d.uids.clone(), d.revision, d.next_generation));
+        }
         let ctx = recovery::Context {
             dump: dump.as_deref(),
             instance: &instance,
@@ -272,6 +281,9 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
     let seed = u64::from(std::process::id()) ^ checkpoint_io::unix_ms(std::time::SystemTime::now());
     let now = Instant::now();
     let mut core = Core::new(now, policy, args.port_range, seed);
+    if let Some((uids, revision, next_generation)) = identities {
+        core.adopt_identities(uids, revision, next_generation);
+    }
     core.recover(now, found, max_generation);
     tracing::info!(
         pid = std::process::id(),

@@ -262,6 +262,7 @@ impl Tracker {
         let signo = match sig {
             Sig::Term => libc::SIGTERM,
             Sig::Kill => libc::SIGKILL,
+            Sig::Other(n) => n,
         };
         if let Some(dir) = self.dir_of(group) {
             let Some(h) = &self.hierarchy else {
@@ -284,7 +285,7 @@ impl Tracker {
             if p.signal(signo).unwrap_or(false) {
                 n += 1;
             }
-            if sig == Sig::Term {
+            if sig != Sig::Kill {
                 let _ = p.signal(libc::SIGCONT);
             }
         }

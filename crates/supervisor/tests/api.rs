@@ -395,7 +395,7 @@ fn reports_to_a_dead_ubervisor_do_not_slow_the_supervisor() {
     assert!(sup.wait_log("cannot send report upstream"));
 }
 
-fn ctl(args: &[&str], stdin: Option<&str>) -> (Option<i32>, String, String) {
+pub fn ctl(args: &[&str], stdin: Option<&str>) -> (Option<i32>, String, String) {
     let mut cmd = std::process::Command::new(testkit::bin_path("supervisor"));
     cmd.arg("ctl")
         .args(args)

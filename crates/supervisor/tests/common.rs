@@ -80,11 +80,12 @@ impl Sup {
         self.child.as_ref().unwrap().id() as i32
     }
 
-    /// The API address from the log line `API listening ... addr=HOST:PORT`.
+    /// The API address from the (last) log line `API listening ... addr=HOST:PORT`.
     pub fn api(&self) -> String {
         wait_for_value(LONG, || {
             self.log()
                 .lines()
+                .rev()
                 .find(|l| l.contains("API listening"))
                 .and_then(|l| {
                     l.split_whitespace()

@@ -670,6 +670,7 @@ mod props {
                 error,
                 env,
                 cwd,
+                ..TaskSpec::default()
             })
     }
 
@@ -729,6 +730,9 @@ mod props {
                         written_at_ms,
                         clean,
                         tasks,
+                        uids: Default::default(),
+                        revision: written_at_ms % 7,
+                        next_generation: written_at_ms % 11,
                     }
                 },
             )

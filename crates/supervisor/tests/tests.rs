@@ -9,6 +9,7 @@ mod common;
 mod config;
 mod corpus;
 mod dashboard;
+mod declarative;
 mod fsfaults;
 mod hostile;
 mod logsink;

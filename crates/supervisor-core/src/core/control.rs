@@ -40,7 +40,12 @@ impl Core {
             return Err(ControlError::NoPortRange { name: spec.name });
         }
         let name = spec.name.clone();
-        let task = Task::new(Arc::new(spec));
+        let autostart = spec.autostart;
+        let uid = match self.known_uids.remove(&name) {
+            Some(u) => u,
+            None => format!("{:016x}", self.rng.next_u64()),
+        };
+        let task = Task::new(uid, Arc::new(spec));
         let id = match self.free_ids.pop() {
             Some(i) => {
                 self.tasks[i] = Some(task);
@@ -69,10 +74,16 @@ impl Core {
             }
         }
         self.task_mut(id).remnants = blocking;
-        if blocking > 0 {
-            self.set_phase(id, Phase::Held { then: Then::Start });
-        } else {
-            self.enqueue(now, id);
+        match (blocking > 0, autostart) {
+            (true, true) => self.set_phase(id, Phase::Held { then: Then::Start }),
+            (true, false) => self.set_phase(
+                id,
+                Phase::Held {
+                    then: Then::Stop(StopReason::Requested),
+                },
+            ),
+            (false, true) => self.enqueue(now, id),
+            (false, false) => self.set_phase(id, Phase::Stopped),
         }
         self.mark_dirty(now);
         Ok(id)
@@ -188,7 +199,7 @@ impl Core {
     }
 
     /// The stop under way (or waiting for an answer, or for what holds the task), if any.
-    fn pending_stop(&self, id: TaskId) -> Option<StopReason> {
+    pub(super) fn pending_stop(&self, id: TaskId) -> Option<StopReason> {
         match self.task(id).phase {
             Phase::Stopping { reason }
             | Phase::Spawning { stop: Some(reason) }
@@ -230,6 +241,7 @@ impl Core {
                     return;
                 };
                 let name = t.spec.name.clone();
+                let grace = Some(t.spec.stop_timeout.unwrap_or(self.policy.stop_timeout));
                 let group = self.instance_group(id, t.generation, Some(pid));
                 self.set_phase(id, Phase::Stopping { reason });
                 self.set_task_timer(id, None);
@@ -239,7 +251,6 @@ impl Core {
                     pid,
                     reason,
                 });
-                let grace = Some(self.policy.stop_timeout);
                 self.start_job(
                     now,
                     NewJob {
@@ -307,6 +318,14 @@ impl Core {
     }
 
     pub(super) fn finish_stop_with(&mut self, now: Instant, id: TaskId, reason: StopReason) {
+        if reason != StopReason::Remove {
+            let t = self.task_mut(id);
+            if let Some(spec) = t.next_spec.take() {
+                t.spec = spec;
+                t.quick_deaths = 0;
+                t.yoyo = None;
+            }
+        }
         self.release_port(id);
         self.set_task_timer(id, None);
         self.forget_leader(id);

@@ -5,6 +5,7 @@ use super::Core;
 use super::io::{Action, Event};
 use super::policy::later;
 use super::stops::{JobKind, NewJob};
+use crate::controls::RestartPolicy;
 use crate::status::ExitStatus;
 use crate::task::{BackoffReason, Phase, TaskId, Then, Yoyo};
 use std::time::{Duration, Instant};
@@ -97,6 +98,26 @@ impl Core {
 
     /// Nothing of the dead instance is left: decide about the death.
     pub(super) fn after_death(&mut self, now: Instant, id: TaskId) {
+        let t = self.task(id);
+        let policy = t.spec.restart;
+        let success = t.last_exit.is_some_and(|e| e.status.success());
+        let restart = match policy {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => !success,
+            RestartPolicy::Never => false,
+        };
+        if !restart {
+            let name = t.spec.name.clone();
+            self.release_port(id);
+            self.set_phase(id, Phase::Stopped);
+            self.emit(Event::NotRestarted {
+                task: id,
+                name,
+                policy,
+            });
+            self.mark_dirty(now);
+            return;
+        }
         let t = self.task(id);
         let uptime = t.last_exit.map_or(Duration::ZERO, |e| e.uptime);
         let quick = uptime < self.policy.min_uptime;

@@ -42,6 +42,8 @@ impl Group {
 pub enum Sig {
     Term,
     Kill,
+    /// A task's own stop signal (`stop_signal`), by number.
+    Other(i32),
 }
 
 /// What happened, as the shell saw it.
@@ -332,6 +334,17 @@ pub enum Event {
     Stopped {
         task: TaskId,
         name: String,
+    },
+    /// An apply gave the task another spec: its instance (if any) is replaced.
+    Replacing {
+        task: TaskId,
+        name: String,
+    },
+    /// Its process is gone and its `restart` policy says not to start it again.
+    NotRestarted {
+        task: TaskId,
+        name: String,
+        policy: crate::controls::RestartPolicy,
     },
     Removed {
         task: TaskId,

@@ -17,6 +17,7 @@
 //! # Layout
 //! - [`io`]: inputs, actions, events, and what recovery reports.
 //! - [`policy`]: tunables, their bounds, and checked instant arithmetic.
+//! - [`apply`]: converge on a desired task set (add, replace, remove; the plan).
 //! - `control`: requests (add, start, stop, restart, remove, shutdown) and their refusals.
 //! - `spawns`: the spawn queue and the host-wide token bucket.
 //! - `deaths`: a leader's death: remains, port probe, restart now or back off, yo-yo.
@@ -25,6 +26,7 @@
 //! - `recovery`: which found things are provably ours.
 //! - `transitions`: the table of allowed phase changes, checked at every change.
 //! - `timers`: one timer per task and per stop job.
+pub mod apply;
 pub mod io;
 pub mod policy;
 
@@ -108,6 +110,12 @@ pub struct Core {
     /// Set while recovery's leftovers are being stopped.
     recovery: Option<Recovery>,
     sweep: Sweep,
+    /// Moves on every change a client of `GET /state` could see (phase, pid, port, spec,
+    /// counters): equal revisions mean equal state. It continues above a predecessor's.
+    revision: u64,
+    /// Task uids a predecessor gave (from the dump), by name: a task of that name added again
+    /// keeps its uid.
+    known_uids: HashMap<String, String>,
 }
 
 impl Core {
@@ -139,6 +147,8 @@ impl Core {
             changes: 0,
             recovery: None,
             sweep: Sweep::NotYet,
+            revision: 0,
+            known_uids: HashMap::new(),
         }
     }
 
@@ -283,6 +293,7 @@ impl Core {
         };
         Some(TaskView {
             id,
+            uid: t.uid.clone(),
             spec: t.spec.clone(),
             state: t.state(),
             pid: t.pid,
@@ -366,12 +377,52 @@ impl Core {
     }
 
     fn emit(&mut self, e: Event) {
+        self.revision += 1;
         self.actions.push_back(Action::Event(e));
+    }
+
+    /// Marks a visible change (see `revision`).
+    fn bump(&mut self) {
+        self.revision += 1;
+    }
+
+    /// The revision of the state (see [`Core::apply`] and `GET /state`).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Identities a predecessor left in its dump: uids by task name, and the revision and
+    /// generation it had reached. Call before adding tasks.
+    pub fn adopt_identities(
+        &mut self,
+        uids: impl IntoIterator<Item = (String, String)>,
+        revision: u64,
+        next_generation: u64,
+    ) {
+        self.known_uids.extend(uids);
+        self.revision = self.revision.max(revision);
+        self.next_generation = self.next_generation.max(next_generation.saturating_sub(1));
+    }
+
+    /// Every task's uid by name, plus those adopted for names not (yet) added again: what the
+    /// dump keeps so that identities outlive the supervisor.
+    pub fn identities(&self) -> std::collections::BTreeMap<String, String> {
+        let mut m: std::collections::BTreeMap<String, String> = self
+            .known_uids
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for id in self.ids() {
+            let t = self.task(id);
+            m.insert(t.spec.name.clone(), t.uid.clone());
+        }
+        m
     }
 
     /// Changes a task's phase, checked against the transition table. A change the table does
     /// not allow is a bug: debug builds panic, release builds carry on and report it.
     fn set_phase(&mut self, id: TaskId, to: Phase) {
+        self.revision += 1;
         let t = self.task_mut(id);
         let from = (!t.fresh).then(|| t.phase.kind());
         t.fresh = false;
@@ -397,6 +448,7 @@ impl Core {
 
     fn mark_dirty(&mut self, now: Instant) {
         self.changes += 1;
+        self.revision += 1;
         if self.policy.checkpoint_interval.is_some() {
             let soon = later(now, self.policy.checkpoint_coalesce);
             self.checkpoint_due = Some(self.checkpoint_due.map_or(soon, |d| d.min(soon)));

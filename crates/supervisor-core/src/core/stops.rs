@@ -93,10 +93,14 @@ impl Core {
             poll_gap: FIRST_POLL,
         };
         self.jobs.insert(key, job);
-        let sig = if grace.is_some() {
-            Sig::Term
-        } else {
-            Sig::Kill
+        let sig = match (grace, kind) {
+            (None, _) => Sig::Kill,
+            // A task's own instance is asked the way its spec says.
+            (Some(_), JobKind::Instance) => owner
+                .and_then(|id| self.get(id))
+                .and_then(|t| t.spec.stop_signal)
+                .map_or(Sig::Term, Sig::Other),
+            (Some(_), _) => Sig::Term,
         };
         self.actions.push_back(Action::Signal {
             group: group.clone(),

@@ -7,6 +7,7 @@ pub const TRANSITIONS: &[(Option<PhaseKind>, Option<PhaseKind>, &str)] = {
     use PhaseKind::*;
     &[
         (None, Some(Queued), "added"),
+        (None, Some(Stopped), "added with autostart false"),
         (
             None,
             Some(Held),
@@ -33,7 +34,7 @@ pub const TRANSITIONS: &[(Option<PhaseKind>, Option<PhaseKind>, &str)] = {
         (
             Some(Held),
             Some(Stopped),
-            "remains gone, and a stop was asked meanwhile",
+            "remains gone, and a stop was asked meanwhile (or no restart is wanted)",
         ),
         (
             Some(Held),
@@ -84,7 +85,7 @@ pub const TRANSITIONS: &[(Option<PhaseKind>, Option<PhaseKind>, &str)] = {
         (
             Some(Running),
             Some(Stopped),
-            "a stop of a running task without a leader",
+            "died, and its restart policy says no; a stop without a leader",
         ),
         (Some(Probing), Some(Queued), "probed: restart at once"),
         (Some(Probing), Some(Backoff), "probed: yo-yo, restart later"),

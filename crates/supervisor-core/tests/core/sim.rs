@@ -29,6 +29,7 @@ pub fn spec(name: &str, port: bool) -> TaskSpec {
         error: None,
         env: BTreeMap::new(),
         cwd: None,
+        ..TaskSpec::default()
     }
 }
 
@@ -200,6 +201,7 @@ impl Sim {
                         let signal = match sig {
                             Sig::Term => 15,
                             Sig::Kill => 9,
+                            Sig::Other(n) => n,
                         };
                         let status = ExitStatus::Signal {
                             signal,

@@ -6,6 +6,9 @@
 //! | `GET /health` | ok or degraded, and why (never needs the token) |
 //! | `GET /tasks`, `GET /tasks/{name}` | task state |
 //! | `POST /tasks` | add a task (same JSON object as in the task list) |
+//! | `PUT /tasks` | apply a whole task list (converge on it); `?dry_run=1`: the plan only |
+//! | `PUT /tasks/{name}` | apply one task object (add or replace that task) |
+//! | `GET /state?since=REV&wait=30s` | the tasks and revision, once the revision is above REV |
 //! | `POST /tasks/{name}/restart` `…/stop` `…/start` | control one task |
 //! | `DELETE /tasks/{name}` | stop and remove a task |
 //! | `GET /metrics` | Prometheus text format |
@@ -22,10 +25,11 @@
 //! before anything is done ([`instance`]).
 mod auth;
 pub mod instance;
+mod state;
 
-use crate::control::{ApiError, Envelope, Reply, Request, Snapshot};
+use crate::control::{ApiError, ApplyBody, Envelope, Reply, Request, Snapshot};
 use crate::metrics::Metrics;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
@@ -61,8 +65,12 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .route("/health", get(health))
-        .route("/tasks", get(list_tasks).post(add_task))
-        .route("/tasks/{name}", get(get_task).delete(remove_task))
+        .route("/tasks", get(list_tasks).post(add_task).put(apply_list))
+        .route(
+            "/tasks/{name}",
+            get(get_task).delete(remove_task).put(apply_one),
+        )
+        .route("/state", get(state::long_poll))
         .route("/tasks/{name}/{action}", post(control_task))
         .route("/metrics", get(metrics))
         .route("/events", get(events))
@@ -192,6 +200,67 @@ async fn add_task(
     }
 }
 
+/// `?dry_run=1` (or `true`): only the plan.
+#[derive(serde::Deserialize, Default)]
+struct ApplyQuery {
+    #[serde(default)]
+    dry_run: Option<String>,
+}
+
+impl ApplyQuery {
+    fn dry_run(&self) -> Result<bool, ApiError> {
+        match self.dry_run.as_deref() {
+            None | Some("0") | Some("false") => Ok(false),
+            Some("1") | Some("true") | Some("") => Ok(true),
+            Some(other) => Err(ApiError::new(
+                400,
+                format!("dry_run={other:?}: expected 1 or 0 (true or false)"),
+            )),
+        }
+    }
+}
+
+async fn apply_list(
+    State(s): State<ApiState>,
+    Query(q): Query<ApplyQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let text = String::from_utf8(body.to_vec()).map_err(|_| {
+        ApiError::new(
+            400,
+            "the body is not UTF-8 text: expected a task list (a JSON array of task objects)",
+        )
+    })?;
+    let request = Request::Apply {
+        body: ApplyBody::List(text),
+        dry_run: q.dry_run()?,
+    };
+    applied(ask(&s, request).await?)
+}
+
+async fn apply_one(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<ApplyQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let task: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(400, format!("the body is not valid JSON: {e}; expected a task object like {{\"command\": [\"prog\", \"arg\"]}}"))
+    })?;
+    let request = Request::Apply {
+        body: ApplyBody::One { name, task },
+        dry_run: q.dry_run()?,
+    };
+    applied(ask(&s, request).await?)
+}
+
+fn applied(reply: Reply) -> Result<Response, ApiError> {
+    match reply {
+        Reply::Applied(plan) => Ok(Json(plan).into_response()),
+        _ => Err(unexpected()),
+    }
+}
+
 async fn remove_task(
     State(s): State<ApiState>,
     Path(name): Path<String>,
@@ -258,7 +327,7 @@ async fn events(
 async fn not_found() -> ApiError {
     ApiError::new(
         404,
-        "no such endpoint: see GET / for the dashboard, /health, /tasks, /metrics, /events",
+        "no such endpoint: see GET / for the dashboard, /health, /tasks, /state, /metrics, /events",
     )
 }
 

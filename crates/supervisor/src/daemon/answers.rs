@@ -1,10 +1,12 @@
 //! Control requests from the API, and the snapshot its read-only endpoints are built from.
 use super::Daemon;
-use crate::control::{ApiError, CheckpointHealth, Envelope, Reply, Request, Snapshot, TaskJson};
+use crate::control::{
+    ApiError, ApplyBody, CheckpointHealth, Envelope, Reply, Request, Snapshot, TaskJson,
+};
 use crate::precheck;
 use std::collections::HashSet;
 use std::time::Instant;
-use supervisor_core::{ConfigErrors, parse_task};
+use supervisor_core::{ConfigErrors, parse_task, parse_task_list};
 
 impl Daemon {
     pub(super) fn on_control(&mut self, env: Envelope) {
@@ -27,6 +29,7 @@ impl Daemon {
             Request::Restart(name) => self.core.restart(now, &name),
             Request::Remove(name) => self.core.remove(now, &name),
             Request::Add(value) => return self.add(now, &value),
+            Request::Apply { body, dry_run } => return self.apply(now, body, dry_run),
         };
         match result {
             Ok(()) => Reply::Done,
@@ -61,6 +64,65 @@ impl Daemon {
         }
     }
 
+    /// `PUT /tasks` and `PUT /tasks/{name}`: validated like the task list (file system checks
+    /// included), then planned, then (unless a dry run) applied.
+    fn apply(&mut self, now: Instant, body: ApplyBody, dry_run: bool) -> Reply {
+        let ports = self.core.port_range();
+        let (specs, whole) = match body {
+            ApplyBody::List(text) => match parse_task_list(&text, ports) {
+                Ok(specs) => (specs, true),
+                Err(e) => return Reply::Error(ApiError::from(e)),
+            },
+            ApplyBody::One { name, mut task } => {
+                if let Some(obj) = task.as_object_mut() {
+                    match obj.get("name") {
+                        None => {
+                            obj.insert("name".into(), serde_json::Value::String(name.clone()));
+                        }
+                        Some(n) if n.as_str() == Some(name.as_str()) => {}
+                        Some(n) => {
+                            return Reply::Error(ApiError::new(
+                                400,
+                                format!(
+                                    "field \"name\": {n} differs from the name in the path, {name:?}: leave it out or make them equal"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                match parse_task(&task, 1, &HashSet::new(), ports) {
+                    Ok(s) => (vec![s], false),
+                    Err(e) => return Reply::Error(ApiError::from(e)),
+                }
+            }
+        };
+        let problems = precheck::check(&specs, 1);
+        if !problems.is_empty() {
+            return Reply::Error(ApiError::from(ConfigErrors(problems)));
+        }
+        let planned = if dry_run {
+            self.core.plan(&specs, whole)
+        } else {
+            self.core.apply(now, specs, whole)
+        };
+        match planned {
+            Ok(plan) => {
+                if !dry_run && !plan.is_noop() {
+                    tracing::info!(
+                        added = ?plan.added,
+                        removed = ?plan.removed,
+                        replaced = ?plan.replaced,
+                        unchanged = plan.unchanged.len(),
+                        revision = plan.revision,
+                        "task set applied"
+                    );
+                }
+                Reply::Applied(plan)
+            }
+            Err(e) => Reply::Error(e.into()),
+        }
+    }
+
     fn task_json(&self, name: &str, now: Instant) -> Result<TaskJson, ApiError> {
         let id = self
             .core
@@ -77,6 +139,7 @@ impl Daemon {
     pub fn snapshot(&self, now: Instant) -> Snapshot {
         Snapshot {
             views: self.core.views(),
+            revision: self.core.revision(),
             now,
             clock: self.clock,
             started: self.started,

@@ -30,6 +30,9 @@ impl Daemon {
             written_at_ms: checkpoint_io::unix_ms(SystemTime::now()),
             clean,
             tasks,
+            uids: self.core.identities(),
+            revision: self.core.revision(),
+            next_generation: self.core.next_generation(),
         }
     }
 

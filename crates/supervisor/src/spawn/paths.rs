@@ -118,6 +118,7 @@ mod tests {
             error: None,
             env,
             cwd: Some("/".into()),
+            ..TaskSpec::default()
         }
     }
 

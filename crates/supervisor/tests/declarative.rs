@@ -1,0 +1,339 @@
+//! The declarative supervisor against real processes: `PUT /tasks` converges on a task list,
+//! `GET /state` long-polls, and the per-task controls (restart policy, stop signal and
+//! timeout, autostart) act on real processes; uids and generations outlive a SIGKILL.
+use crate::common::*;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use testkit::{http_get, http_request, pid_alive, wait_for, wait_for_value};
+
+fn call(api: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let r = http_request(
+        method,
+        api,
+        path,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .unwrap();
+    let v = serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.body));
+    (r.status, v)
+}
+
+fn task(api: &str, name: &str) -> Value {
+    call(api, "GET", &format!("/tasks/{name}"), None).1
+}
+
+fn running_pid(api: &str, name: &str) -> u64 {
+    wait_for_value(LONG, || {
+        let t = task(api, name);
+        (t["state"] == "running")
+            .then(|| t["pid"].as_u64())
+            .flatten()
+    })
+    .unwrap_or_else(|| panic!("{name} never ran: {}", task(api, name)))
+}
+
+fn names(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect()
+}
+
+fn sleeper(name: &str) -> Value {
+    json!({"name": name, "command": ["sleep", "1000"]})
+}
+
+#[test]
+fn put_tasks_converges_and_applying_twice_touches_nothing() {
+    let mut sup = Sup::new();
+    sup.start(
+        &list(&[sleeper("a").to_string(), sleeper("b").to_string()]),
+        &[],
+    );
+    let api = sup.api();
+    let (a, b) = (running_pid(&api, "a"), running_pid(&api, "b"));
+    let same = json!([sleeper("a"), sleeper("b")]).to_string();
+
+    let (status, plan) = call(&api, "PUT", "/tasks", Some(&same));
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(names(&plan["unchanged"]), ["a", "b"]);
+    assert!(plan["added"].as_array().unwrap().is_empty());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        (running_pid(&api, "a"), running_pid(&api, "b")),
+        (a, b),
+        "no restart"
+    );
+
+    // A dry run says what would change and changes nothing.
+    let next = json!([sleeper("a"), {"name": "b", "command": ["sleep", "2000"]}, sleeper("c")])
+        .to_string();
+    let (status, dry) = call(&api, "PUT", "/tasks?dry_run=1", Some(&next));
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(names(&dry["replaced"]), ["b"]);
+    assert_eq!(names(&dry["added"]), ["c"]);
+    assert_eq!(call(&api, "GET", "/tasks/c", None).0, 404);
+    assert_eq!(running_pid(&api, "b"), b);
+
+    // One changed field replaces only that task; the new one starts.
+    let (_, plan) = call(&api, "PUT", "/tasks", Some(&next));
+    assert_eq!(names(&plan["replaced"]), ["b"]);
+    assert_eq!(names(&plan["unchanged"]), ["a"]);
+    assert!(plan["revision"].as_u64().unwrap() > dry["revision"].as_u64().unwrap());
+    let b2 = wait_for_value(LONG, || {
+        let t = task(&api, "b");
+        (t["state"] == "running" && t["pid"].as_u64() != Some(b))
+            .then(|| t["pid"].as_u64())
+            .flatten()
+    })
+    .unwrap();
+    assert!(
+        wait_for(LONG, || !pid_alive(b as i32)),
+        "the old b is stopped"
+    );
+    assert_eq!(task(&api, "b")["argv"], json!(["sleep", "2000"]));
+    assert_eq!(running_pid(&api, "a"), a, "a untouched");
+    running_pid(&api, "c");
+
+    // A list without a task removes it.
+    let (_, plan) = call(
+        &api,
+        "PUT",
+        "/tasks",
+        Some(&json!([sleeper("c")]).to_string()),
+    );
+    assert_eq!(names(&plan["removed"]), ["a", "b"]);
+    assert!(wait_for(LONG, || call(&api, "GET", "/tasks/a", None).0 == 404));
+    assert!(wait_for(LONG, || !pid_alive(a as i32) && !pid_alive(b2 as i32)));
+
+    // Bad input is a 400 naming the task and field, and changes nothing.
+    let (status, err) = call(
+        &api,
+        "PUT",
+        "/tasks",
+        Some(r#"[{"command": ["sleep", "1"], "restart": "sometimes"}]"#),
+    );
+    assert_eq!(status, 400, "{err}");
+    assert!(err.to_string().contains("restart"), "{err}");
+    assert_eq!(task(&api, "c")["state"], "running");
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}
+
+#[test]
+fn put_one_task_adds_or_replaces_it_and_a_removed_name_comes_back_at_once() {
+    let mut sup = Sup::new();
+    // The task ignores TERM for a while, so its removal is still under way below.
+    let slow = json!({"name": "w", "command": ["sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"], "stop_timeout": "1s"});
+    sup.start(&list(&[slow.to_string()]), &[]);
+    let api = sup.api();
+    let old = running_pid(&api, "w");
+    let (status, _) = call(&api, "DELETE", "/tasks/w", None);
+    assert_eq!(status, 202);
+    assert_eq!(task(&api, "w")["state"], "stopping");
+    let (status, plan) = call(
+        &api,
+        "PUT",
+        "/tasks/w",
+        Some(&json!({"command": ["sleep", "1000"]}).to_string()),
+    );
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(names(&plan["added"]), ["w"]);
+    let new = wait_for_value(LONG, || {
+        let t = task(&api, "w");
+        (t["state"] == "running" && t["pid"].as_u64() != Some(old))
+            .then(|| t["pid"].as_u64())
+            .flatten()
+    })
+    .unwrap();
+    assert!(
+        !pid_alive(old as i32),
+        "started only once the old instance was gone"
+    );
+    assert_eq!(task(&api, "w")["argv"], json!(["sleep", "1000"]));
+    let (status, err) = call(
+        &api,
+        "PUT",
+        "/tasks/w",
+        Some(&json!({"name": "other", "command": ["sleep", "1"]}).to_string()),
+    );
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(running_pid(&api, "w"), new);
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}
+
+#[test]
+fn restart_policies_stop_signal_and_autostart_act_on_real_processes() {
+    let mut sup = Sup::new();
+    let tasks = json!([
+        {"name": "once", "command": ["sh", "-c", "echo ran >> once.txt"], "restart": "never"},
+        {"name": "fails", "command": ["sh", "-c", "echo ran >> fails.txt; exit 3"], "restart": "on-failure"},
+        {"name": "ok", "command": ["sh", "-c", "echo ran >> ok.txt; exit 0"], "restart": "on-failure"},
+        {"name": "int", "command": ["sh", "-c", "trap 'echo INT > int.txt; exit 0' INT; trap '' TERM; while :; do sleep 0.05; done"],
+         "stop_signal": "INT", "stop_timeout": "5s"},
+        {"name": "manual", "command": ["sleep", "1000"], "autostart": false},
+    ]);
+    sup.start(&tasks.to_string(), &[]);
+    let api = sup.api();
+    assert!(wait_for(LONG, || task(&api, "once")["state"] == "stopped"));
+    assert!(wait_for(LONG, || task(&api, "ok")["state"] == "stopped"));
+    let runs = |f: &str| {
+        std::fs::read_to_string(sup.path(f))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert!(
+        wait_for(LONG, || runs("fails.txt") >= 3),
+        "on-failure restarts exit 3"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(runs("once.txt"), 1, "never: ran once");
+    assert_eq!(runs("ok.txt"), 1, "on-failure: exit 0 is not restarted");
+    assert_eq!(task(&api, "manual")["state"], "stopped");
+    assert!(task(&api, "manual")["pid"].is_null());
+
+    let pid = running_pid(&api, "int");
+    let asked = Instant::now();
+    let (status, _) = call(&api, "POST", "/tasks/int/stop", None);
+    assert_eq!(status, 202);
+    assert!(wait_for(LONG, || task(&api, "int")["state"] == "stopped"));
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "it stopped on INT, not at the KILL"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sup.path("int.txt")).unwrap().trim(),
+        "INT"
+    );
+    assert!(!pid_alive(pid as i32));
+
+    let (status, _) = call(&api, "POST", "/tasks/manual/start", None);
+    assert_eq!(status, 202);
+    running_pid(&api, "manual");
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}
+
+#[test]
+fn get_state_long_polls_until_something_changes() {
+    let mut sup = Sup::new();
+    sup.start(&list(&[sleeper("a").to_string()]), &[]);
+    let api = sup.api();
+    running_pid(&api, "a");
+    let (_, now) = call(&api, "GET", "/state", None);
+    let rev = now["revision"].as_u64().unwrap();
+    assert_eq!(now["tasks"][0]["name"], "a");
+    // Nothing changes: the poll waits, then says so.
+    let t = Instant::now();
+    let (status, same) = call(&api, "GET", &format!("/state?since={rev}&wait=300ms"), None);
+    assert_eq!(status, 200);
+    assert_eq!(same["changed"], false, "{same}");
+    assert!(t.elapsed() >= Duration::from_millis(250));
+    // A change wakes a waiting poll at once.
+    let api2 = api.clone();
+    let poll = std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = call(&api2, "GET", &format!("/state?since={rev}&wait=20s"), None).1;
+        (r, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    call(&api, "POST", "/tasks/a/restart", None);
+    let (woke, took) = poll.join().unwrap();
+    assert_eq!(woke["changed"], true, "{woke}");
+    assert!(woke["revision"].as_u64().unwrap() > rev);
+    assert!(
+        took < Duration::from_secs(10),
+        "woken by the change, not the wait: {took:?}"
+    );
+    // An old revision answers at once.
+    let t = Instant::now();
+    call(&api, "GET", "/state?since=0&wait=20s", None);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(call(&api, "GET", "/state?since=1&wait=10m", None).0, 400);
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}
+
+#[test]
+fn uids_and_generations_survive_a_supervisor_sigkill_and_recovery() {
+    let mut sup = Sup::new();
+    let tasks = list(&[sleeper("a").to_string()]);
+    sup.start(&tasks, &["--dumpfile=sup.dump"]);
+    let api = sup.api();
+    let pid = running_pid(&api, "a");
+    call(&api, "POST", "/tasks/a/restart", None);
+    let pid2 = wait_for_value(LONG, || {
+        let t = task(&api, "a");
+        (t["state"] == "running" && t["pid"].as_u64() != Some(pid))
+            .then(|| t["pid"].as_u64())
+            .flatten()
+    })
+    .unwrap();
+    let before = task(&api, "a");
+    let uid = before["uid"].as_str().unwrap().to_string();
+    assert_eq!(uid.len(), 16);
+    // The dump holds it before the kill.
+    assert!(wait_for(LONG, || sup.dump("sup.dump").is_some_and(
+        |d| d["uids"]["a"] == uid.as_str() && d["tasks"][0]["pid"].as_u64() == Some(pid2)
+    )));
+    sup.signal(libc::SIGKILL);
+    sup.wait_exit();
+    sup.start(&tasks, &["--dumpfile=sup.dump"]);
+    assert!(sup.wait_log_count("API listening", 2));
+    let api = sup.api();
+    assert!(
+        wait_for(LONG, || !pid_alive(pid2 as i32)),
+        "the leftover is stopped"
+    );
+    running_pid(&api, "a");
+    let after = task(&api, "a");
+    assert_eq!(after["uid"], uid.as_str(), "same task, same uid");
+    assert!(
+        after["generation"].as_u64() > before["generation"].as_u64(),
+        "generations only grow: {before} then {after}"
+    );
+    let _ = http_get(&api, "/health", &[]);
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}
+
+#[test]
+fn ctl_diff_shows_the_plan_and_ctl_apply_carries_it_out() {
+    let mut sup = Sup::new();
+    sup.start(
+        &list(&[sleeper("a").to_string(), sleeper("b").to_string()]),
+        &[],
+    );
+    let api = sup.api();
+    let a = running_pid(&api, "a");
+    let next =
+        json!([sleeper("a"), {"name": "b", "command": ["sleep", "999"]}, sleeper("c")]).to_string();
+    let flag = format!("--api=http://{api}");
+    let (code, out, err) = crate::api::ctl(&[&flag, "diff"], Some(&next));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "+ c\n~ b\n2 to change, 1 unchanged (nothing applied)\n"
+    );
+    assert_eq!(call(&api, "GET", "/tasks/c", None).0, 404);
+    let (code, out, err) = crate::api::ctl(&[&flag, "apply"], Some(&next));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("+ c\n~ b\napplied: 2 changed, 1 unchanged (revision "),
+        "{out}"
+    );
+    running_pid(&api, "c");
+    assert_eq!(running_pid(&api, "a"), a);
+    let (code, out, _) = crate::api::ctl(&[&flag, "apply"], Some(&next));
+    assert_eq!(code, Some(0));
+    assert_eq!(out, "no change (3 unchanged)\n");
+    let (code, _, err) = crate::api::ctl(&[&flag, "apply"], Some("[{\"command\": []}]"));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("command"), "{err}");
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}
