@@ -1,6 +1,8 @@
 //! Per-task controls beyond the brief's fields: what follows a death (`restart`), how a task
-//! is asked to stop (`stop_signal`, `stop_timeout`), and whether it starts by itself
-//! (`autostart`). Validated like every other field (task and field named in errors).
+//! is asked to stop (`stop_signal`, `stop_timeout`), whether it starts by itself
+//! (`autostart`), how a changed spec replaces it (`replace`), whether it keeps its port
+//! (`port`), whom it runs as (`user`, `group`), what must be ready first (`depends_on`) and how
+//! many copies run (`instances`). Validated like every other field (task and field named).
 use crate::core::policy::MAX_SETTING;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -33,6 +35,44 @@ impl RestartPolicy {
     }
 }
 
+/// How a changed spec replaces a running task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplaceMode {
+    /// Stop the old instance, then start the new one (the default).
+    #[default]
+    StopFirst,
+    /// Start the new instance (on a new port), wait until it is ready, then stop the old one:
+    /// no moment without a ready instance.
+    StartFirst,
+}
+
+impl ReplaceMode {
+    pub fn is_default(&self) -> bool {
+        *self == ReplaceMode::StopFirst
+    }
+}
+
+/// Which port a restart gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortMode {
+    /// The next port of the range at every start (the brief's round robin).
+    #[default]
+    Rotate,
+    /// The same port as last time while it is free.
+    Sticky,
+}
+
+impl PortMode {
+    pub fn is_default(&self) -> bool {
+        *self == PortMode::Rotate
+    }
+}
+
+/// The most copies one task object may ask for.
+pub const MAX_INSTANCES: u64 = 1000;
+
 /// Signals a task may ask to be stopped with, by name (as in `kill -l`, without `SIG`).
 const SIGNALS: [(&str, i32); 12] = [
     ("HUP", 1),
@@ -56,6 +96,74 @@ pub struct Controls {
     pub stop_signal: Option<i32>,
     pub stop_timeout: Option<Duration>,
     pub autostart: bool,
+    pub replace: ReplaceMode,
+    pub port: PortMode,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub depends_on: Vec<String>,
+    pub instances: u32,
+}
+
+fn choice<T: Copy>(
+    obj: &serde_json::Map<String, Value>,
+    field: &str,
+    options: &[(&str, T)],
+    default: T,
+    err: &mut dyn FnMut(&str, String),
+) -> T {
+    let names = options
+        .iter()
+        .map(|(k, _)| format!("\"{k}\""))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    match obj.get(field) {
+        None | Some(Value::Null) => default,
+        Some(Value::String(s)) => match options.iter().find(|(k, _)| k == s) {
+            Some((_, v)) => *v,
+            None => {
+                err(field, format!("unknown value {s:?}: expected {names}"));
+                default
+            }
+        },
+        Some(other) => {
+            err(
+                field,
+                format!("expected {names}, got {}", crate::spec::describe(other)),
+            );
+            default
+        }
+    }
+}
+
+/// A user or group name (or number) as given; resolved by the shell before anything starts.
+fn account(
+    obj: &serde_json::Map<String, Value>,
+    field: &str,
+    err: &mut dyn FnMut(&str, String),
+) -> Option<String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.len() <= 64
+                && !s.contains(|c: char| c == ':' || c == '\0' || c.is_whitespace()) =>
+        {
+            Some(s.clone())
+        }
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v < u32::MAX as u64) => {
+            Some(n.to_string())
+        }
+        Some(other) => {
+            err(
+                field,
+                format!(
+                    "expected a {field} name or number, got {}",
+                    crate::spec::describe(other)
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// Checks the controls' fields of task object `obj`; `err(field, message)` records a problem.
@@ -160,11 +268,71 @@ pub fn check(obj: &serde_json::Map<String, Value>, err: &mut dyn FnMut(&str, Str
             true
         }
     };
+    let replace = choice(
+        obj,
+        "replace",
+        &[
+            ("stop-first", ReplaceMode::StopFirst),
+            ("start-first", ReplaceMode::StartFirst),
+        ],
+        ReplaceMode::StopFirst,
+        err,
+    );
+    let port = choice(
+        obj,
+        "port",
+        &[("rotate", PortMode::Rotate), ("sticky", PortMode::Sticky)],
+        PortMode::Rotate,
+        err,
+    );
+    let user = account(obj, "user", err);
+    let group = account(obj, "group", err);
+    let mut depends_on = Vec::new();
+    match obj.get("depends_on") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) => {
+            for (i, v) in a.iter().enumerate() {
+                match v.as_str() {
+                    Some(s) if !s.is_empty() => depends_on.push(s.to_string()),
+                    _ => err(
+                        &format!("depends_on[{i}]"),
+                        format!("expected a task name, got {}", crate::spec::describe(v)),
+                    ),
+                }
+            }
+        }
+        Some(other) => err(
+            "depends_on",
+            format!(
+                "expected a list of task names, got {}",
+                crate::spec::describe(other)
+            ),
+        ),
+    }
+    let instances = match obj.get("instances") {
+        None | Some(Value::Null) => 1,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_INSTANCES).contains(&n) => n as u32,
+            _ => {
+                err(
+                    "instances",
+                    format!("expected a whole number from 1 to {MAX_INSTANCES}, got {v}"),
+                );
+                1
+            }
+        },
+    };
     Controls {
         restart,
         stop_signal,
         stop_timeout,
         autostart,
+        replace,
+        port,
+        user,
+        group,
+        depends_on,
+        instances,
     }
 }
 

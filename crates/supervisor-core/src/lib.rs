@@ -30,6 +30,7 @@
 
 pub mod backoff;
 pub mod checkpoint;
+pub mod checks;
 pub mod controls;
 pub mod core;
 pub mod ports;
@@ -43,6 +44,7 @@ pub use crate::core::io::{
     Sig, Writer,
 };
 pub use crate::core::policy::{MAX_SETTING, Policy, later};
+pub use crate::core::readiness::CheckTarget;
 pub use crate::core::{ControlError, Core};
 pub use backoff::{Backoff, SplitMix64};
 pub use checkpoint::{Checkpoint, CheckpointError, SupervisorIdentity, TaskRecord};

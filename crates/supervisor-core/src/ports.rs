@@ -139,6 +139,16 @@ impl PortAllocator {
     }
 
     /// Gives a port back (its task exited or the spawn failed).
+    /// Takes `port` itself when it is in the range, not held and not known busy (a sticky
+    /// task's last port); the round robin's cursor does not move.
+    pub fn take_exact(&mut self, port: u16) -> bool {
+        if !self.range.contains(port) || self.held.contains(&port) || self.busy.contains(&port) {
+            return false;
+        }
+        self.held.insert(port);
+        true
+    }
+
     pub fn release(&mut self, port: u16) {
         self.held.remove(&port);
     }

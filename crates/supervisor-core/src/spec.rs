@@ -3,7 +3,8 @@
 //! Validation walks a `serde_json::Value` by hand rather than deriving `Deserialize`, because
 //! serde stops at the first error and cannot say "task 3 (timeserver-2), field `command`"; an
 //! operator fixing a task list wants the whole list of problems in one go.
-use crate::controls::{self, RestartPolicy};
+use crate::checks::{self, Check, CheckKind};
+use crate::controls::{self, PortMode, ReplaceMode, RestartPolicy};
 use crate::ports::PortRange;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,7 +15,7 @@ use std::time::Duration;
 /// The placeholder replaced by the task's port in every argv element.
 pub const PORT_PLACEHOLDER: &str = "{{port}}";
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 19] = [
     "command",
     "name",
     "input",
@@ -26,6 +27,14 @@ const FIELDS: [&str; 11] = [
     "stop_signal",
     "stop_timeout",
     "autostart",
+    "replace",
+    "port",
+    "user",
+    "group",
+    "depends_on",
+    "instances",
+    "ready",
+    "health",
 ];
 const MAX_NAME_LEN: usize = 64;
 
@@ -69,6 +78,27 @@ pub struct TaskSpec {
     /// Started when added (and at the supervisor's start); false: only on request.
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub autostart: bool,
+    /// How a changed spec replaces it.
+    #[serde(default, skip_serializing_if = "ReplaceMode::is_default")]
+    pub replace: ReplaceMode,
+    /// Which port each start gets.
+    #[serde(default, skip_serializing_if = "PortMode::is_default")]
+    pub port: PortMode,
+    /// Runs as this user (name or number; the supervisor must be root to switch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Runs with this group (default: the user's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Tasks that must be ready before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// When the task counts as ready (default: as soon as it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Check>,
+    /// A check that restarts the task after `failures` failures in a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Check>,
 }
 
 fn yes() -> bool {
@@ -93,6 +123,13 @@ impl Default for TaskSpec {
             stop_signal: None,
             stop_timeout: None,
             autostart: true,
+            replace: ReplaceMode::StopFirst,
+            port: PortMode::Rotate,
+            user: None,
+            group: None,
+            depends_on: Vec::new(),
+            ready: None,
+            health: None,
         }
     }
 }
@@ -216,7 +253,15 @@ pub fn parse_task_list(
             }
         }
     }
+    let counts: Vec<(usize, u32)> = partial
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i + 1, p.as_ref().map_or(1, |c| c.instances)))
+        .collect();
     let specs = assign_names(partial, &HashSet::new(), &mut errors);
+    let specs = expand_instances(specs, &counts, &mut errors);
+    check_dependencies(&specs, &mut errors);
+    let specs: Vec<Option<TaskSpec>> = specs.into_iter().map(|s| s.map(|(_, s)| s)).collect();
     if let Some(range) = ports {
         let users: Vec<usize> = specs
             .iter()
@@ -256,6 +301,14 @@ pub fn parse_task(
 ) -> Result<TaskSpec, ConfigErrors> {
     let mut errors = Vec::new();
     let t = check_task(index, value, ports).map_err(ConfigErrors)?;
+    if t.instances > 1 {
+        return Err(ConfigErrors(vec![ConfigError {
+            task: Some(index),
+            name: Some(t.spec.name.clone()),
+            field: Some("instances".into()),
+            message: "copies of a task come with a whole list (PUT /tasks, or the task list at start); add one task here".into(),
+        }]));
+    }
     let mut specs = assign_names(vec![Some(t)], taken, &mut errors);
     match specs.pop().flatten() {
         Some(s) if errors.is_empty() => Ok(s),
@@ -267,6 +320,8 @@ pub fn parse_task(
 struct Checked {
     index: usize,
     spec: TaskSpec,
+    /// `instances`: copies named `NAME-1..N` (1: the task itself).
+    instances: u32,
     explicit_name: bool,
 }
 
@@ -396,6 +451,17 @@ fn check_task(
     let error = opt_path("error");
     let cwd = opt_path("cwd");
     let ctl = controls::check(obj, &mut |f, m| err(f, m));
+    let has_port = command
+        .as_ref()
+        .is_some_and(|a| a.iter().any(|s| s.contains(PORT_PLACEHOLDER)));
+    let ready = checks::check(obj, CheckKind::Ready, has_port, &mut |f, m| err(f, m));
+    let health = checks::check(obj, CheckKind::Health, has_port, &mut |f, m| err(f, m));
+    if ctl.replace == ReplaceMode::StartFirst && !has_port && ready.is_none() {
+        err(
+            "replace",
+            "\"start-first\" runs two instances at once: give the task a {{port}} (each instance gets its own) or a ready check".into(),
+        );
+    }
     let mut env = BTreeMap::new();
     match obj.get("env") {
         None | Some(Value::Null) => {}
@@ -459,9 +525,144 @@ fn check_task(
             stop_signal: ctl.stop_signal,
             stop_timeout: ctl.stop_timeout,
             autostart: ctl.autostart,
+            replace: ctl.replace,
+            port: ctl.port,
+            user: ctl.user,
+            group: ctl.group,
+            depends_on: ctl.depends_on,
+            ready,
+            health,
         },
+        instances: ctl.instances,
         explicit_name,
     })
+}
+
+/// A task with `instances: N` becomes N tasks `NAME-1..N` (each with its own port); a
+/// `depends_on` naming such a task means all its copies. Keeps each task's list position.
+fn expand_instances(
+    specs: Vec<Option<TaskSpec>>,
+    counts: &[(usize, u32)],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Option<(usize, TaskSpec)>> {
+    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+    let mut out = Vec::with_capacity(specs.len());
+    for (spec, (index, n)) in specs.into_iter().zip(counts) {
+        match spec {
+            Some(s) if *n > 1 => {
+                let names: Vec<String> = (1..=*n).map(|k| format!("{}-{k}", s.name)).collect();
+                for name in &names {
+                    let mut copy = s.clone();
+                    copy.name = name.clone();
+                    out.push(Some((*index, copy)));
+                }
+                groups.insert(s.name, names);
+            }
+            Some(s) => out.push(Some((*index, s))),
+            None => out.push(None),
+        }
+    }
+    // Duplicates among plain names are reported already; a copy's name clashing is new.
+    let copies: HashSet<usize> = counts
+        .iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(i, _)| *i)
+        .collect();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (index, s) in out.iter().flatten() {
+        if let Some(first) = seen.insert(s.name.clone(), *index) {
+            if first != *index && (copies.contains(index) || copies.contains(&first)) {
+                errors.push(ConfigError {
+                    task: Some(*index),
+                    name: Some(s.name.clone()),
+                    field: Some("instances".into()),
+                    message: format!("the copy {:?} has the name of task {first}", s.name),
+                });
+            }
+        }
+    }
+    for (_, s) in out.iter_mut().flatten() {
+        let deps = std::mem::take(&mut s.depends_on);
+        for d in deps {
+            match groups.get(&d) {
+                Some(names) => s.depends_on.extend(names.iter().cloned()),
+                None => s.depends_on.push(d),
+            }
+        }
+    }
+    out
+}
+
+/// Every `depends_on` names another task of the list, and no task waits for itself through
+/// a chain of others.
+fn check_dependencies(specs: &[Option<(usize, TaskSpec)>], errors: &mut Vec<ConfigError>) {
+    let by_name: HashMap<&str, &TaskSpec> = specs
+        .iter()
+        .flatten()
+        .map(|(_, s)| (s.name.as_str(), s))
+        .collect();
+    for (index, s) in specs.iter().flatten() {
+        for (j, d) in s.depends_on.iter().enumerate() {
+            let problem = if d == &s.name {
+                Some("a task cannot depend on itself".to_string())
+            } else if !by_name.contains_key(d.as_str()) {
+                Some(format!("no task named {d:?} in the list"))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                errors.push(ConfigError {
+                    task: Some(*index),
+                    name: Some(s.name.clone()),
+                    field: Some(format!("depends_on[{j}]")),
+                    message,
+                });
+            }
+        }
+    }
+    // Cycles: a depth-first walk; a task met again on the current path closes one.
+    let mut done: HashSet<&str> = HashSet::new();
+    for (index, s) in specs.iter().flatten() {
+        let mut path: Vec<&str> = Vec::new();
+        if let Some(cycle) = find_cycle(s.name.as_str(), &by_name, &mut path, &mut done) {
+            errors.push(ConfigError {
+                task: Some(*index),
+                name: Some(s.name.clone()),
+                field: Some("depends_on".into()),
+                message: format!("a cycle: {}", cycle.join(" → ")),
+            });
+            return;
+        }
+    }
+}
+
+fn find_cycle<'a>(
+    name: &'a str,
+    by_name: &HashMap<&'a str, &'a TaskSpec>,
+    path: &mut Vec<&'a str>,
+    done: &mut HashSet<&'a str>,
+) -> Option<Vec<&'a str>> {
+    if let Some(at) = path.iter().position(|p| *p == name) {
+        let mut cycle = path[at..].to_vec();
+        cycle.push(name);
+        return Some(cycle);
+    }
+    if done.contains(name) {
+        return None;
+    }
+    path.push(name);
+    if let Some(s) = by_name.get(name) {
+        for d in &s.depends_on {
+            if d != name && by_name.contains_key(d.as_str()) {
+                if let Some(c) = find_cycle(d.as_str(), by_name, path, done) {
+                    return Some(c);
+                }
+            }
+        }
+    }
+    path.pop();
+    done.insert(name);
+    None
 }
 
 /// Gives unnamed tasks a name from their program (`timeserver`, or `timeserver-1`,

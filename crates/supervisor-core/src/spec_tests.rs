@@ -606,3 +606,57 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn instances_expand_and_dependencies_are_checked() {
+    let list = json!([
+        {"name": "web", "command": ["w", "--port={{port}}"], "instances": 3},
+        {"name": "lb", "command": ["lb"], "depends_on": ["web"]},
+    ])
+    .to_string();
+    let specs = parse_task_list(&list, Some("8000-8009".parse().unwrap())).unwrap();
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["web-1", "web-2", "web-3", "lb"]);
+    assert_eq!(specs[3].depends_on, ["web-1", "web-2", "web-3"]);
+
+    let bad = json!([
+        {"name": "a", "command": ["a"], "depends_on": ["b"]},
+        {"name": "b", "command": ["b"], "depends_on": ["a", "nope"]},
+        {"name": "c", "command": ["c"], "depends_on": ["c"]},
+    ])
+    .to_string();
+    let errs = parse_task_list(&bad, None).unwrap_err().0;
+    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("depends_on[1]") && t.contains("no task named \"nope\"")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("depends_on[0]") && t.contains("cannot depend on itself")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|t| t.contains("a cycle: a → b → a")),
+        "{text:?}"
+    );
+
+    let clash = json!([
+        {"name": "w", "command": ["w"], "instances": 2},
+        {"name": "w-2", "command": ["x"]},
+    ])
+    .to_string();
+    let errs = parse_task_list(&clash, None).unwrap_err().0;
+    assert!(
+        errs.iter().any(|e| e.field.as_deref() == Some("instances")),
+        "{errs:?}"
+    );
+    let one = parse_task(
+        &json!({"command": ["a"], "instances": 2}),
+        1,
+        &HashSet::new(),
+        None,
+    );
+    assert!(one.unwrap_err().0[0].message.contains("whole list"));
+}

@@ -242,6 +242,23 @@ pub(crate) struct Task {
     pub remnants: u32,
     /// Not given a phase yet: its first phase change is checked as one from "no task".
     pub fresh: bool,
+    /// The running instance passed its ready check (or has none).
+    pub ready: bool,
+    /// Health check failures in a row of the running instance.
+    pub health_failures: u32,
+    /// The port of the last instance, for `port: sticky`.
+    pub last_port: Option<u16>,
+    /// Start-first replacement: the old instance, running until the new one is ready.
+    pub outgoing: Option<Outgoing>,
+}
+
+/// The old instance of a start-first replacement.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub pid: u32,
+    pub generation: u64,
+    pub port: Option<u16>,
+    pub spec: Arc<TaskSpec>,
 }
 
 impl Task {
@@ -267,6 +284,10 @@ impl Task {
             last_error: None,
             remnants: 0,
             fresh: true,
+            ready: false,
+            health_failures: 0,
+            last_port: None,
+            outgoing: None,
         }
     }
 
@@ -312,6 +333,12 @@ pub struct TaskView {
     pub quick_deaths: u32,
     /// Groups (a dead instance's remains, recovery leftovers) it waits for before starting.
     pub waiting_for: u32,
+    /// Running and past its ready check (or without one).
+    pub ready: bool,
+    /// Tasks it waits for (`depends_on`) that are not ready yet, while it waits to start.
+    pub waiting_on: Vec<String>,
+    /// Health check failures in a row.
+    pub health_failures: u32,
 }
 
 impl TaskView {

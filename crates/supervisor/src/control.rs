@@ -26,6 +26,16 @@ pub enum Request {
         body: ApplyBody,
         dry_run: bool,
     },
+    /// For the probe thread: which ready and health probes are wanted now.
+    CheckTargets,
+    /// A probe's result.
+    Checked {
+        task: supervisor_core::TaskId,
+        generation: u64,
+        kind: supervisor_core::checks::CheckKind,
+        ok: bool,
+        detail: String,
+    },
 }
 
 /// What `PUT` brought.
@@ -48,6 +58,7 @@ pub enum Reply {
     Done,
     Added(Box<TaskJson>),
     Applied(supervisor_core::Plan),
+    CheckTargets(Vec<supervisor_core::CheckTarget>),
     Error(ApiError),
 }
 
@@ -283,6 +294,13 @@ pub struct TaskJson {
     pub name: String,
     /// Stable across restarts, replacements and supervisor restarts.
     pub uid: String,
+    /// Running and past its ready check (or without one).
+    pub ready: bool,
+    /// `depends_on` tasks not ready yet, while it waits to start.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_on: Vec<String>,
+    /// Health check failures in a row.
+    pub health_failures: u32,
     pub state: TaskState,
     pub argv: Vec<String>,
     pub pid: Option<u32>,
@@ -311,6 +329,9 @@ impl TaskJson {
         TaskJson {
             name: v.spec.name.clone(),
             uid: v.uid.clone(),
+            ready: v.ready,
+            waiting_on: v.waiting_on.clone(),
+            health_failures: v.health_failures,
             state: v.state,
             argv: v.argv(),
             pid: v.pid,

@@ -202,6 +202,25 @@ pub fn log_event(e: &Event) {
         }
         Event::Stopped { name, .. } => info!(task = %name, "task stopped"),
         Event::Replacing { name, .. } => info!(task = %name, "task spec changed: replacing it"),
+        Event::Ready {
+            name, generation, ..
+        } => {
+            debug!(task = %name, generation, "task ready")
+        }
+        Event::CheckFailed {
+            name,
+            kind,
+            failures,
+            detail,
+            restart,
+            ..
+        } => {
+            if *restart {
+                warn!(task = %name, check = kind.field(), failures, detail = %detail, "check failed too often: restarting the task")
+            } else {
+                warn!(task = %name, check = kind.field(), failures, detail = %detail, "check failed")
+            }
+        }
         Event::NotRestarted { name, policy, .. } => {
             info!(task = %name, restart = policy.as_str(), "task ended; its restart policy says not to start it again")
         }
@@ -346,6 +365,21 @@ pub fn event_json(e: &Event, at_unix_ms: u64) -> serde_json::Value {
         Event::Invalid { name, what } => ("invalid_transition", name, json!({"what": what})),
         Event::Stopped { name, .. } => ("stopped", name, json!({})),
         Event::Replacing { name, .. } => ("replacing", name, json!({})),
+        Event::Ready {
+            name, generation, ..
+        } => ("ready", name, json!({"generation": generation})),
+        Event::CheckFailed {
+            name,
+            kind,
+            failures,
+            detail,
+            restart,
+            ..
+        } => (
+            "check_failed",
+            name,
+            json!({"check": kind.field(), "failures": failures, "detail": detail, "restart": restart}),
+        ),
         Event::NotRestarted { name, policy, .. } => {
             ("not_restarted", name, json!({"restart": policy.as_str()}))
         }

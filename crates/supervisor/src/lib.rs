@@ -45,6 +45,7 @@ pub mod log_queue;
 pub mod logging;
 pub mod metrics;
 pub mod precheck;
+pub mod probes;
 pub mod reaper;
 pub mod reason;
 pub mod recovery;

@@ -329,6 +329,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         api::spawn_server(listener, state).context("cannot start the API thread")?;
         tracing::info!(addr = %local, auth = api.token.is_some(), "API listening: dashboard at http://{local}/");
     }
+    crate::probes::spawn(control_tx.clone()).context("cannot start the probe thread")?;
     Greeting {
         api: api_addr,
         token: api.token.is_some(),

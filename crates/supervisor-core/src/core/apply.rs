@@ -183,6 +183,12 @@ impl Core {
                 self.set_task_timer(id, None);
                 self.enqueue(now, id);
             }
+            Phase::Running
+                if spec.replace == crate::controls::ReplaceMode::StartFirst
+                    && !self.shutting_down =>
+            {
+                self.start_first(now, id, spec)
+            }
             _ => {
                 self.task_mut(id).next_spec = Some(spec);
                 if self.pending_stop(id) != Some(StopReason::Requested) {

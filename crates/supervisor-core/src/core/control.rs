@@ -232,6 +232,7 @@ impl Core {
 impl Core {
     /// Stops a task's instance (or records the stop, when there is nothing to stop yet).
     pub(super) fn begin_stop(&mut self, now: Instant, id: TaskId, reason: StopReason) {
+        self.stop_outgoing(now, id);
         let t = self.task(id);
         match t.phase {
             Phase::Running => {

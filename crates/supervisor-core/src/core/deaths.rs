@@ -19,9 +19,13 @@ impl Core {
         let Some(id) = self.by_pid.remove(&pid) else {
             return;
         };
+        if self.outgoing_exited(now, id, pid, remains) {
+            return;
+        }
         self.record_exit(now, id, pid, status);
         let t = self.task_mut(id);
         t.pid = None;
+        t.ready = false;
         let (name, generation, phase) = (t.spec.name.clone(), t.generation, t.phase);
         let uptime = t.last_exit.map_or(Duration::ZERO, |e| e.uptime);
         self.mark_dirty(now);

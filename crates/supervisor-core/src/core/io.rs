@@ -49,6 +49,15 @@ pub enum Sig {
 /// What happened, as the shell saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
+    /// A ready or health probe of instance `generation` of `task` came back.
+    Checked {
+        task: TaskId,
+        generation: u64,
+        kind: crate::checks::CheckKind,
+        ok: bool,
+        /// Why it failed, for the log and status (empty when ok).
+        detail: String,
+    },
     /// The `Spawn` of `generation` produced process `pid` (its own session and group leader).
     Spawned {
         task: TaskId,
@@ -334,6 +343,21 @@ pub enum Event {
     Stopped {
         task: TaskId,
         name: String,
+    },
+    /// The running instance passed its ready check (or has none).
+    Ready {
+        task: TaskId,
+        name: String,
+        generation: u64,
+    },
+    /// A health probe failed; `failures` in a row so far, `restart` when that is the limit.
+    CheckFailed {
+        task: TaskId,
+        name: String,
+        kind: crate::checks::CheckKind,
+        failures: u32,
+        detail: String,
+        restart: bool,
     },
     /// An apply gave the task another spec: its instance (if any) is replaced.
     Replacing {

@@ -29,6 +29,7 @@
 pub mod apply;
 pub mod io;
 pub mod policy;
+pub mod readiness;
 
 mod control;
 mod deaths;
@@ -116,6 +117,9 @@ pub struct Core {
     /// Task uids a predecessor gave (from the dump), by name: a task of that name added again
     /// keeps its uid.
     known_uids: HashMap<String, String>,
+    /// Queued tasks that wait for their `depends_on` to be ready (they take no spawn token
+    /// until then); looked at again whenever a task becomes ready.
+    waiting_deps: std::collections::BTreeSet<TaskId>,
 }
 
 impl Core {
@@ -149,6 +153,7 @@ impl Core {
             sweep: Sweep::NotYet,
             revision: 0,
             known_uids: HashMap::new(),
+            waiting_deps: std::collections::BTreeSet::new(),
         }
     }
 
@@ -193,6 +198,13 @@ impl Core {
             } => self.on_port_probed(now, task, generation, port, free),
             Input::GroupStatus { group, empty } => self.on_group_status(now, group, empty),
             Input::Swept { found } => self.on_swept(now, found),
+            Input::Checked {
+                task,
+                generation,
+                kind,
+                ok,
+                detail,
+            } => self.on_checked(now, task, generation, kind, ok, detail),
         }
     }
 
@@ -309,6 +321,13 @@ impl Core {
             yoyo_since: t.yoyo.map(|y| y.since),
             quick_deaths: t.quick_deaths,
             waiting_for: t.remnants,
+            ready: t.ready && matches!(t.phase, Phase::Running),
+            waiting_on: if matches!(t.phase, Phase::Queued) {
+                self.unready_deps(id)
+            } else {
+                Vec::new()
+            },
+            health_failures: t.health_failures,
         })
     }
 
@@ -367,6 +386,10 @@ impl Core {
     }
 
     /// The task at `id`, if the slot holds one.
+    fn get_mut_task(&mut self, id: TaskId) -> Option<&mut Task> {
+        self.tasks.get_mut(id.0).and_then(Option::as_mut)
+    }
+
     fn get(&self, id: TaskId) -> Option<&Task> {
         self.tasks.get(id.0).and_then(Option::as_ref)
     }

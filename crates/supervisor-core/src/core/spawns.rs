@@ -56,6 +56,11 @@ impl Core {
                 .get(id)
                 .is_some_and(|t| matches!(t.phase, Phase::Queued))
             {
+                if !self.task(id).spec.depends_on.is_empty() && !self.unready_deps(id).is_empty() {
+                    // No token spent: it goes back in line when what it waits for is ready.
+                    self.waiting_deps.insert(id);
+                    continue;
+                }
                 self.tokens -= 1.0;
                 self.spawn_now(now, id);
             }
@@ -83,9 +88,14 @@ impl Core {
 
     /// Takes a port (if the task needs one) and emits the `Spawn`.
     pub(super) fn spawn_now(&mut self, now: Instant, id: TaskId) {
-        let needs_port = self.task(id).spec.uses_port();
+        let t = self.task(id);
+        let needs_port = t.spec.uses_port();
+        let sticky = (t.spec.port == crate::controls::PortMode::Sticky)
+            .then_some(t.last_port)
+            .flatten();
         let port = if needs_port {
-            match self.ports.as_mut().and_then(PortAllocator::take) {
+            let again = sticky.filter(|p| self.ports.as_mut().is_some_and(|a| a.take_exact(*p)));
+            match again.or_else(|| self.ports.as_mut().and_then(PortAllocator::take)) {
                 Some(p) => Some(p),
                 None => {
                     let retry_in = self.policy.port_retry;
@@ -112,6 +122,9 @@ impl Core {
         let t = self.task_mut(id);
         t.generation = generation;
         t.port = port;
+        if port.is_some() {
+            t.last_port = port;
+        }
         let argv = t.spec.argv_for_port(port);
         let action = Action::Spawn {
             task: id,
@@ -168,6 +181,9 @@ impl Core {
         let since_death = t.died_at.take().map(|d| now.saturating_duration_since(d));
         let (name, port) = (t.spec.name.clone(), t.port);
         let stable_check = t.yoyo.map(|_| later(now, stable_after));
+        let ready_at_once = t.spec.ready.is_none();
+        t.ready = false;
+        t.health_failures = 0;
         self.by_pid.insert(pid, id);
         self.set_task_timer(id, stable_check);
         self.emit(Event::Started {
@@ -185,6 +201,8 @@ impl Core {
         // process to stop.
         if let Some(reason) = pending.or(self.shutting_down.then_some(StopReason::Shutdown)) {
             self.begin_stop(now, id, reason);
+        } else if ready_at_once {
+            self.became_ready(now, id);
         }
     }
 

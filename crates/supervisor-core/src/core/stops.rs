@@ -32,6 +32,8 @@ pub(super) enum JobKind {
     Leftover,
     /// Something the final sweep found.
     Stray,
+    /// The old instance of a start-first replacement, stopped once the new one is ready.
+    Outgoing,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +55,8 @@ pub(super) struct StopJob {
     pub leader_alive: bool,
     /// The gap before the next check, while polling.
     pub poll_gap: Duration,
+    /// A port the group's processes held, given back once they are gone (`Outgoing`).
+    pub port: Option<u16>,
 }
 
 /// What a new stop job is about.
@@ -91,12 +95,13 @@ impl Core {
             killed_at: grace.is_none().then_some(now),
             leader_alive,
             poll_gap: FIRST_POLL,
+            port: None,
         };
         self.jobs.insert(key, job);
         let sig = match (grace, kind) {
             (None, _) => Sig::Kill,
             // A task's own instance is asked the way its spec says.
-            (Some(_), JobKind::Instance) => owner
+            (Some(_), JobKind::Instance | JobKind::Outgoing) => owner
                 .and_then(|id| self.get(id))
                 .and_then(|t| t.spec.stop_signal)
                 .map_or(Sig::Term, Sig::Other),
@@ -263,7 +268,11 @@ impl Core {
         self.actions.push_back(Action::Release {
             group: job.group.clone(),
         });
+        if let (Some(p), Some(a)) = (job.port, self.ports.as_mut()) {
+            a.release(p);
+        }
         match job.kind {
+            JobKind::Outgoing => {}
             JobKind::Instance => {
                 if let Some(id) = job.owner {
                     self.finish_stop(now, id);

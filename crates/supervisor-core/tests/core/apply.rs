@@ -236,3 +236,129 @@ fn identities_outlive_the_core_through_what_it_hands_the_dump() {
     assert_ne!(later.view("fresh").uid, uid);
     assert!(later.core.revision() > rev);
 }
+
+fn ready_check() -> supervisor_core::checks::Check {
+    supervisor_core::checks::Check {
+        probe: supervisor_core::checks::Probe::Tcp,
+        interval: ms(100),
+        timeout: secs(1),
+        failures: 2,
+    }
+}
+
+fn checked(
+    sim: &mut Sim,
+    name: &str,
+    kind: supervisor_core::checks::CheckKind,
+    ok: bool,
+) -> Vec<supervisor_core::Action> {
+    let v = sim.view(name);
+    sim.handle(supervisor_core::Input::Checked {
+        task: v.id,
+        generation: v.generation,
+        kind,
+        ok,
+        detail: if ok { String::new() } else { "refused".into() },
+    })
+}
+
+#[test]
+fn a_dependent_starts_only_once_what_it_depends_on_is_ready() {
+    use supervisor_core::checks::CheckKind;
+    let mut sim = Sim::new(policy(), Some("8000-8009"));
+    let mut db = spec("db", true);
+    db.ready = Some(ready_check());
+    let app = with("app", |s| s.depends_on = vec!["db".into()]);
+    let plan = sim.core.apply(sim.now, vec![db, app], true).unwrap();
+    assert_eq!(plan.added, ["app", "db"]);
+    let acts = sim.drain();
+    assert_eq!(spawns(&acts), [(sim.id("db"), Some(8000))], "app waits");
+    assert_eq!(sim.view("app").waiting_on, ["db"]);
+    assert!(!sim.view("db").ready);
+    let acts = checked(&mut sim, "db", CheckKind::Ready, false);
+    assert!(spawns(&acts).is_empty());
+    let acts = checked(&mut sim, "db", CheckKind::Ready, true);
+    assert_eq!(spawns(&acts), [(sim.id("app"), None)]);
+    assert!(sim.view("db").ready);
+    assert!(sim.view("app").ready, "no ready check: ready once running");
+}
+
+#[test]
+fn a_failing_health_check_restarts_the_task_after_its_limit() {
+    use supervisor_core::checks::CheckKind;
+    let mut sim = Sim::new(policy(), Some("8000-8009"));
+    sim.die_on_signal = true;
+    let mut w = spec("w", true);
+    w.health = Some(ready_check());
+    sim.core.add_task(sim.now, w).unwrap();
+    sim.drain();
+    let pid = sim.pid("w");
+    let acts = checked(&mut sim, "w", CheckKind::Health, false);
+    assert!(signals(&acts).is_empty(), "one failure of two");
+    assert_eq!(sim.view("w").health_failures, 1);
+    checked(&mut sim, "w", CheckKind::Health, true);
+    assert_eq!(sim.view("w").health_failures, 0, "an ok resets the count");
+    checked(&mut sim, "w", CheckKind::Health, false);
+    let acts = checked(&mut sim, "w", CheckKind::Health, false);
+    assert_eq!(signals(&acts)[0], (pid, Sig::Term));
+    assert!(
+        events(&acts)
+            .iter()
+            .any(|e| matches!(e, Event::CheckFailed { restart: true, .. }))
+    );
+    assert_eq!(spawns(&acts).len(), 1, "started again");
+    assert_ne!(sim.pid("w"), pid);
+}
+
+#[test]
+fn start_first_keeps_the_old_instance_until_the_new_one_is_ready() {
+    use supervisor_core::checks::CheckKind;
+    let mut sim = Sim::new(policy(), Some("8000-8009"));
+    sim.die_on_signal = true;
+    let mut w = spec("w", true);
+    w.replace = supervisor_core::controls::ReplaceMode::StartFirst;
+    w.ready = Some(ready_check());
+    sim.core.add_task(sim.now, w.clone()).unwrap();
+    sim.drain();
+    checked(&mut sim, "w", CheckKind::Ready, true);
+    let (old_pid, old_port) = (sim.pid("w"), sim.port("w"));
+    let mut w2 = w.clone();
+    w2.env.insert("V".into(), "2".into());
+    let plan = sim.core.apply(sim.now, vec![w2], true).unwrap();
+    assert_eq!(plan.replaced, ["w"]);
+    let acts = sim.drain();
+    assert!(signals(&acts).is_empty(), "the old one keeps running");
+    let new_port = spawns(&acts)[0].1;
+    assert_ne!(new_port, old_port, "the new one gets its own port");
+    assert_ne!(sim.pid("w"), old_pid);
+    // Not ready yet: still no stop of the old one.
+    let acts = checked(&mut sim, "w", CheckKind::Ready, false);
+    assert!(signals(&acts).is_empty());
+    let acts = checked(&mut sim, "w", CheckKind::Ready, true);
+    assert_eq!(
+        signals(&acts),
+        [(old_pid, Sig::Term)],
+        "ready: now the old one goes"
+    );
+    assert_eq!(sim.state("w"), TaskState::Running);
+    assert_eq!(
+        sim.view("w").spec.env.get("V").map(String::as_str),
+        Some("2")
+    );
+}
+
+#[test]
+fn a_sticky_task_keeps_its_port_across_restarts() {
+    let mut sim = Sim::new(policy(), Some("8000-8009"));
+    let mut s = spec("s", true);
+    s.port = supervisor_core::controls::PortMode::Sticky;
+    sim.core.add_task(sim.now, s).unwrap();
+    sim.add("r", true);
+    sim.drain();
+    let (sp, rp) = (sim.port("s"), sim.port("r"));
+    sim.advance(secs(5));
+    sim.kill("s");
+    sim.kill("r");
+    assert_eq!(sim.port("s"), sp, "sticky");
+    assert_ne!(sim.port("r"), rp, "rotate");
+}

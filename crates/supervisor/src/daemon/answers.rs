@@ -30,6 +30,26 @@ impl Daemon {
             Request::Remove(name) => self.core.remove(now, &name),
             Request::Add(value) => return self.add(now, &value),
             Request::Apply { body, dry_run } => return self.apply(now, body, dry_run),
+            Request::CheckTargets => return Reply::CheckTargets(self.core.check_targets()),
+            Request::Checked {
+                task,
+                generation,
+                kind,
+                ok,
+                detail,
+            } => {
+                self.core.handle(
+                    now,
+                    supervisor_core::Input::Checked {
+                        task,
+                        generation,
+                        kind,
+                        ok,
+                        detail,
+                    },
+                );
+                return Reply::Done;
+            }
         };
         match result {
             Ok(()) => Reply::Done,

@@ -43,6 +43,10 @@ impl Daemon {
     /// reaped. False when it could not be (the caller stops: peeking again would find it again).
     fn on_dead(&mut self, dead: reaper::Dead, yielded: &mut bool) -> bool {
         let pid = dead.pid;
+        if crate::probes::Registry::record(pid, dead.raw_status) {
+            // An exec probe: its status went to the probe thread.
+            return reaper::reap(pid).is_ok();
+        }
         let now = Instant::now();
         let remains = match self.core.task_by_pid(pid).and_then(|id| self.core.view(id)) {
             Some(v) if matches!(v.state, TaskState::Running | TaskState::Stopping) => {
