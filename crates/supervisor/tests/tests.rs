@@ -12,6 +12,7 @@ mod dashboard;
 mod fsfaults;
 mod hostile;
 mod logsink;
+mod monitor;
 mod run;
 mod safety;
 mod terminal;
