@@ -17,8 +17,10 @@
 //!
 //! The series read from `/metrics`: every `*_requests_total` sample with a `status` label
 //! (the time and auth servers' `*_http_requests_total`, the proxy's `proxy_requests_total`)
-//! counts as a request, those with a `5xx` status as errors; in flight is
-//! `*_http_requests_in_flight` (else an unlabelled `*_requests_in_flight`).
+//! counts as a request, those with a `5xx` status as errors, except those of
+//! `path="/metrics"`: scrapes (ours, Prometheus's) are not the service's traffic. In flight is
+//! `*_http_requests_in_flight` less the one `/metrics` request reading it (else an unlabelled
+//! `*_requests_in_flight`, on an admin port of its own).
 //!
 //! On a terminal the screen is cleared and redrawn (ANSI home + clear) each frame until Ctrl-C;
 //! with `--once`, or when standard output is not a terminal, one frame is printed and ctl exits.
@@ -278,6 +280,10 @@ pub fn http_counts(text: &str) -> Option<HttpCounts> {
             let Some(status) = label(labels, "status") else {
                 continue;
             };
+            if label(labels, "path") == Some("/metrics") {
+                found = true;
+                continue;
+            }
             found = true;
             c.requests += value;
             if status.starts_with('5') {
@@ -289,7 +295,10 @@ pub fn http_counts(text: &str) -> Option<HttpCounts> {
             other_in_flight.get_or_insert(value);
         }
     }
-    c.in_flight = http_in_flight.or(other_in_flight);
+    // The servers count the request being answered: this scrape.
+    c.in_flight = http_in_flight
+        .map(|n: f64| (n - 1.0).max(0.0))
+        .or(other_in_flight);
     found.then_some(c)
 }
 
@@ -416,6 +425,7 @@ mod tests {
 timeserver_http_requests_total{path=\"/time\",status=\"200\"} 7\n\
 timeserver_http_requests_total{path=\"/css/{file}\",status=\"200\"} 2\n\
 timeserver_http_requests_total{path=\"/time\",status=\"503\"} 3\n\
+timeserver_http_requests_total{path=\"/metrics\",status=\"200\"} 40\n\
 timeserver_requests_shed_total 3\n\
 timeserver_http_requests_in_flight 4\n\
 timeserver_time_requests_in_flight 1\n";
@@ -427,7 +437,7 @@ timeserver_time_requests_in_flight 1\n";
             Some(HttpCounts {
                 requests: 12.0,
                 errors: 3.0,
-                in_flight: Some(4.0)
+                in_flight: Some(3.0)
             })
         );
         let proxy = "proxy_requests_total{backend=\"a\",status=\"502\"} 1\nproxy_requests_total{backend=\"none\",status=\"200\"} 5 1700000000\nproxy_requests_in_flight 2\n";
