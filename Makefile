@@ -3,11 +3,15 @@
 #   make test  install the test tools if missing, then formatting, lints and every test
 # And the whole time service behind its front door (the proxy on 127.0.0.1:8080):
 #   make run-proxied
-.PHONY: bin run run-proxied test test-deps bench clean
+# Prometheus over either, in another terminal (http://127.0.0.1:9091/):
+#   make monitor
+.PHONY: bin run run-proxied monitor test test-deps bench clean
 
 PORTS ?= 8000-8099
 # The time servers' ports behind the proxy: clear of the proxy's own 8080.
 PROXIED_PORTS ?= 8100-8199
+# Clear of the Debian package's own 9090 (and the node exporter's 9100).
+PROMETHEUS_ADDR ?= 127.0.0.1:9091
 BINS := supervisor timeserver authserver proxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -22,11 +26,19 @@ run: bin
 run-proxied: bin
 	./bin/supervisor --port-range=$(PROXIED_PORTS) --log=log/supervisor.log --dumpfile=run/supervisor.dump < etc/timeservice.json
 
-# Tests drive headless Chromium (dashboard) and promtool (metrics format); nextest runs them.
+# Debian's prometheus over the running system, through the supervisor's GET /sd; its data in run/.
+monitor:
+	@command -v prometheus >/dev/null || { echo "make monitor needs prometheus: sudo apt-get install prometheus (or make test-deps)"; exit 1; }
+	mkdir -p run/prometheus
+	prometheus --config.file=etc/prometheus.yml --storage.tsdb.path=run/prometheus \
+		--storage.tsdb.retention.time=2d --web.listen-address=$(PROMETHEUS_ADDR)
+
+# Tests drive headless Chromium (dashboard), prometheus and promtool (metrics, config, rules);
+# nextest runs them.
 test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \

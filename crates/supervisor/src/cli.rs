@@ -27,7 +27,7 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Talk to a running supervisor: status, health, restart/stop/start/add/remove tasks.
+    /// Talk to a running supervisor: status, health, top, restart/stop/start/add/remove tasks.
     Ctl(CtlArgs),
 }
 
@@ -80,6 +80,26 @@ pub enum CtlAction {
     Diff,
     /// Stop a task and forget it.
     Remove { name: String },
+    /// A live view of every task: state, restarts, CPU, memory, and for tasks with a port
+    /// their request rate, errors and requests in flight (from their /metrics).
+    Top {
+        /// Print one frame (two samples --interval apart) and exit; also what happens when
+        /// standard output is not a terminal.
+        #[arg(long)]
+        once: bool,
+        /// Time between frames (and between the two samples of a frame).
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = top_interval)]
+        interval: Duration,
+    },
+}
+
+/// `ctl top --interval`: from 100 ms (faster only measures the sampling) to a minute.
+fn top_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_arg(s)?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&d) {
+        return Err(format!("{s:?} is outside 100ms..60s"));
+    }
+    Ok(d)
 }
 
 /// Where the HTTP API listens.
@@ -143,6 +163,12 @@ pub struct Args {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: tracing::Level,
+
+    /// Keep a Prometheus file_sd list in this file: the same JSON as GET /sd (running tasks with
+    /// a port, and the supervisor), rewritten atomically whenever it changes. Its folder must
+    /// exist.
+    #[arg(long, value_name = "PATH")]
+    pub sd_file: Option<PathBuf>,
 
     /// Track tasks by process group and environment markers instead of one cgroup per task
     /// instance (the default where a writable cgroup v2 hierarchy exists).

@@ -51,9 +51,14 @@ fn run(args: &CtlArgs) -> Result<ExitCode, String> {
     if matches!(args.action, CtlAction::Pid) {
         return pid(&target, token.as_deref(), given);
     }
+    if let CtlAction::Top { once, interval } = args.action {
+        return crate::ctl_top::run(&target, token.as_deref(), given, once, interval);
+    }
     let (method, path, body) = match &args.action {
         CtlAction::Status => ("GET", "/tasks".to_string(), None),
-        CtlAction::Health | CtlAction::Pid => ("GET", "/health".to_string(), None),
+        CtlAction::Health | CtlAction::Pid | CtlAction::Top { .. } => {
+            ("GET", "/health".to_string(), None)
+        }
         CtlAction::Restart { name } => ("POST", format!("/tasks/{}/restart", encode(name)), None),
         CtlAction::Stop { name } => ("POST", format!("/tasks/{}/stop", encode(name)), None),
         CtlAction::Start { name } => ("POST", format!("/tasks/{}/start", encode(name)), None),
@@ -86,7 +91,9 @@ fn run(args: &CtlArgs) -> Result<ExitCode, String> {
     } else {
         match &args.action {
             CtlAction::Status => print!("{}", status_table(&json)),
-            CtlAction::Health | CtlAction::Pid => print!("{}", health_text(&json)),
+            CtlAction::Health | CtlAction::Pid | CtlAction::Top { .. } => {
+                print!("{}", health_text(&json))
+            }
             CtlAction::Add => println!(
                 "added {}",
                 json.get("name").and_then(|n| n.as_str()).unwrap_or("?")
@@ -149,7 +156,7 @@ fn plan_text(plan: &serde_json::Value, applied: bool) -> String {
 
 /// One request; the answers that mean "wrong supervisor" or "no token" become errors that say
 /// so. Returns the status and the body (JSON, or the text as a JSON string).
-fn call(
+pub(crate) fn call(
     target: &Target,
     token: Option<&str>,
     given_token_file: Option<&std::path::Path>,

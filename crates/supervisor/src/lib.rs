@@ -20,9 +20,11 @@
 //! - `runtime`: the runtime file `DUMP.api` (API address, pid, start time, instance).
 //! - `reason`: why a task is down, in one sentence (`GET /tasks`, `ctl status`, the terminal).
 //! - `greeting`: what the terminal shows at start: dashboard, log, how to stop, a task table.
+//! - `sd`, `sd_file`: Prometheus service discovery: `GET /sd`, and `--sd-file` kept up to date
+//!   by a thread of its own.
 //! - `report`: heartbeats and yo-yo events to an ubervisor (`--report-url`).
 //! - `ctl`, `ctl_target`: `supervisor ctl`, a command line for the API (over
-//!   `servicekit::http_client`), and which supervisor it talks to.
+//!   `servicekit::http_client`), and which supervisor it talks to; `ctl_top`: its live view.
 //! - `logging`: the log, written by a thread of its own through a bounded queue; SIGHUP reopen.
 //!
 //! # Theory of operation
@@ -37,6 +39,7 @@ pub mod cli;
 pub mod control;
 pub mod ctl;
 pub mod ctl_target;
+pub mod ctl_top;
 pub mod daemon;
 pub mod events;
 pub mod greeting;
@@ -51,6 +54,8 @@ pub mod reason;
 pub mod recovery;
 pub mod report;
 pub mod runtime;
+pub mod sd;
+pub mod sd_file;
 pub mod spawn;
 pub mod startup;
 pub mod tracking;

@@ -43,13 +43,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Encodes everything, with per-task series from `views`.
+    /// Encodes everything, with per-task series from `views`; `degraded` is what `/health`
+    /// says (so an alert on `supervisor_degraded` fires exactly when `/health` is degraded).
     pub fn render(
         &self,
         views: &[TaskView],
         now: Instant,
         clock: &Clock,
         started: Instant,
+        degraded: bool,
     ) -> String {
         let mut r = Registry::default();
         let up = Family::<Labels, Gauge>::default();
@@ -86,6 +88,13 @@ impl Metrics {
                 .get_or_create(&vec![("state".to_string(), s.to_string())])
                 .set(n as i64);
         }
+        let health = Gauge::<i64>::default();
+        health.set(i64::from(degraded));
+        r.register(
+            "supervisor_degraded",
+            "1 while GET /health says degraded (a task in yo-yo mode or unable to start, failing checkpoints, dropped log lines, shutting down)",
+            health,
+        );
         let uptime = Gauge::<f64, AtomicU64>::default();
         uptime.set(now.saturating_duration_since(started).as_secs_f64());
 

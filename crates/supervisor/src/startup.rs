@@ -38,6 +38,10 @@ pub fn main(args: Args) -> ExitCode {
         eprintln!("supervisor: {e}");
         return ExitCode::from(2);
     }
+    if let Some(Err(e)) = args.sd_file.as_deref().map(crate::sd_file::check) {
+        eprintln!("supervisor: {e}");
+        return ExitCode::from(2);
+    }
     let api = match api_settings(&args) {
         Ok(a) => a,
         Err(e) => {
@@ -325,11 +329,21 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
                     .as_deref()
                     .map(|d| crate::runtime::absolute(d).display().to_string()),
             },
+            addr: Some(local),
         };
         api::spawn_server(listener, state).context("cannot start the API thread")?;
         tracing::info!(addr = %local, auth = api.token.is_some(), "API listening: dashboard at http://{local}/");
     }
     crate::probes::spawn(control_tx.clone()).context("cannot start the probe thread")?;
+    if let Some(path) = args.sd_file.clone() {
+        crate::sd_file::SdFile {
+            path,
+            instance: instance.clone(),
+            api: api_addr,
+        }
+        .spawn(control_tx.clone(), events_tx.subscribe())
+        .context("cannot start the --sd-file writer thread")?;
+    }
     Greeting {
         api: api_addr,
         token: api.token.is_some(),

@@ -13,6 +13,7 @@ mod declarative;
 mod fsfaults;
 mod hostile;
 mod logsink;
+mod monitor;
 mod run;
 mod safety;
 mod terminal;

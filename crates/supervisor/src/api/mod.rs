@@ -13,6 +13,7 @@
 //! | `DELETE /tasks/{name}` | stop and remove a task |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /events` | Server-Sent Events: one `data:` JSON object per task event |
+//! | `GET /sd` | Prometheus service discovery (http_sd): running tasks with a port, and us ([`crate::sd`]) |
 //!
 //! Handlers hold no state of their own: each request becomes a [`Request`] to the event loop.
 //! The server runs on a thread of its own ([`spawn_server`]): encoding 10 000 tasks as JSON or
@@ -57,6 +58,8 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// Who answers: the instance every response names.
     pub me: Me,
+    /// The API's own address, listed in `/sd` as the supervisor's target.
+    pub addr: Option<std::net::SocketAddr>,
 }
 
 /// The router with every endpoint.
@@ -74,6 +77,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/tasks/{name}/{action}", post(control_task))
         .route("/metrics", get(metrics))
         .route("/events", get(events))
+        .route("/sd", get(sd))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             token,
@@ -298,10 +302,20 @@ async fn control_task(
 
 async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let snap = snapshot(&s).await?;
-    let text = s
-        .metrics
-        .render(&snap.views, snap.now, &snap.clock, snap.started);
+    let text = s.metrics.render(
+        &snap.views,
+        snap.now,
+        &snap.clock,
+        snap.started,
+        snap.health().status != "ok",
+    );
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
+
+async fn sd(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    let snap = snapshot(&s).await?;
+    let doc = crate::sd::document(&crate::sd::groups(&snap.views, &snap.instance, s.addr));
+    Ok(([(header::CONTENT_TYPE, "application/json")], doc).into_response())
 }
 
 async fn events(
@@ -327,7 +341,7 @@ async fn events(
 async fn not_found() -> ApiError {
     ApiError::new(
         404,
-        "no such endpoint: see GET / for the dashboard, /health, /tasks, /state, /metrics, /events",
+        "no such endpoint: see GET / for the dashboard, /health, /tasks, /state, /metrics, /events, /sd",
     )
 }
 
