@@ -27,6 +27,10 @@ test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
+	command -v etcdctl >/dev/null || missing="$$missing etcd-client"; \
+	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
+	[ -e /usr/include/google/protobuf/descriptor.proto ] || missing="$$missing libprotobuf-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \
