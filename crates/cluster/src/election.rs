@@ -83,6 +83,17 @@ impl Leadership {
         when: Vec<Compare>,
         ops: Vec<TxnOp>,
     ) -> Result<Fenced, StoreError> {
+        Ok(self.txn_at(client, when, ops).await?.0)
+    }
+
+    /// [`Leadership::txn`], also giving the store revision after it, so a caller can wait
+    /// until its own copy of the store has seen the write.
+    pub async fn txn_at(
+        &self,
+        client: &Client,
+        when: Vec<Compare>,
+        ops: Vec<TxnOp>,
+    ) -> Result<(Fenced, i64), StoreError> {
         let mut c = client.clone();
         let mut compares = Vec::with_capacity(when.len() + 1);
         compares.push(self.fence());
@@ -91,18 +102,20 @@ impl Leadership {
             .txn(Txn::new().when(compares).and_then(ops))
             .await
             .map_err(|e| StoreError::new("fenced transaction", e))?;
+        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         if resp.succeeded() {
-            return Ok(Fenced::Applied);
+            return Ok((Fenced::Applied, rev));
         }
         let still = c
             .txn(Txn::new().when(vec![self.fence()]))
             .await
             .map_err(|e| StoreError::new("check the leader key", e))?;
-        Ok(if still.succeeded() {
+        let outcome = if still.succeeded() {
             Fenced::Conflict
         } else {
             Fenced::Deposed
-        })
+        };
+        Ok((outcome, rev))
     }
 
     /// Gives leadership up so a standby takes over at once (graceful stop).
