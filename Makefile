@@ -38,7 +38,15 @@ monitor:
 test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+<<<<<<< HEAD
 	{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing="$$missing prometheus"; \
+=======
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
+	command -v etcdctl >/dev/null || missing="$$missing etcd-client"; \
+	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
+	[ -e /usr/include/google/protobuf/descriptor.proto ] || missing="$$missing libprotobuf-dev"; \
+>>>>>>> uber
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \

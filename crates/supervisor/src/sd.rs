@@ -111,6 +111,10 @@ mod tests {
             yoyo_since: None,
             quick_deaths: 0,
             waiting_for: 0,
+            uid: format!("{generation:016x}"),
+            ready: true,
+            waiting_on: Vec::new(),
+            health_failures: 0,
         }
     }
 

@@ -10,6 +10,7 @@
 //! - [`server`]: a server binary under test, its output in files, ready when its port answers;
 //!   start-up checks shared by the servers' tests (usage errors, a taken port).
 //! - [`logs`]: waiting for a log file, and the access-log line of one request.
+//! - [`etcd`]: a real etcd (one member or three) on free loopback ports, stopped by PID.
 //! - [`prom`]: `promtool check metrics` on a `/metrics` page, and reading one of its samples.
 //!
 //! # Theory of operation
@@ -20,6 +21,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod browser;
+pub mod etcd;
 pub mod http;
 pub mod logs;
 pub mod net;
@@ -28,6 +30,7 @@ pub mod prom;
 pub mod server;
 pub mod wait;
 
+pub use etcd::Etcd;
 pub use http::{Response, http_get, http_request};
 pub use logs::{one_access_line, wait_for_file_containing};
 pub use net::{free_port, free_port_range};

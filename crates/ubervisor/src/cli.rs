@@ -1,0 +1,67 @@
+//! Flags and subcommands.
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use servicekit::duration::parse_duration_arg;
+
+/// Cluster scheduler replica on etcd: takes jobs over HTTP, places their instances on the
+/// registered supervisor nodes, and writes the placements for the nodes' agents.
+#[derive(Debug, Parser)]
+#[command(name = "ubervisor", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub ctl: Option<Ctl>,
+    /// etcd client URLs, comma-separated (http://127.0.0.1:23790,...).
+    #[arg(long, value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Address of the HTTP API (port 0 picks a free port; the bound address is logged).
+    #[arg(long, default_value = "127.0.0.1:7272")]
+    pub listen: String,
+    /// This replica's name (in logs and /health).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Lease TTL of the leadership: a dead leader is replaced after about this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration_arg)]
+    pub election_ttl: Duration,
+    /// Key prefix in etcd.
+    #[arg(long, default_value = cluster::DEFAULT_PREFIX)]
+    pub prefix: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Ctl {
+    /// Talk to a running ubervisor.
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The ubervisor's API address.
+    #[arg(long, default_value = "127.0.0.1:7272", global = true)]
+    pub addr: String,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Every job, with how many instances are placed and running.
+    Jobs,
+    /// One job's instances: node, state, host:port; and why any is not placed.
+    Job { name: String },
+    /// Every node: health, cordon, allocation against capacity.
+    Nodes,
+    /// Submit the job JSON read from stdin.
+    Submit,
+    /// Delete a job (its instances are removed from their nodes).
+    Delete { name: String },
+    /// No new instances on this node.
+    Cordon { name: String },
+    /// Take new instances on this node again.
+    Uncordon { name: String },
+    /// Cordon, and move the node's instances elsewhere.
+    Drain { name: String },
+}

@@ -1,0 +1,155 @@
+//! Campaigning, and the leader's placement loop.
+//!
+//! A replica grants a lease of `--election-ttl`, campaigns (blocking while another leads),
+//! and on winning runs [`lead`]: on every new view (and a 200 ms tick) it asks
+//! [`reconcile`] what to change and writes it in fenced transactions of at most 100
+//! operations. After a write it waits until its own view has caught up with that revision
+//! before planning again, so it never plans twice from the same stale picture. A fenced write
+//! that finds the leader key gone, or a lost lease, ends the term: the replica turns standby
+//! and campaigns again.
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster::{Fenced, Keys, Leadership, Lease, campaign, encode};
+use etcd_client::{Client, Compare, CompareOp, TxnOp};
+use tokio::sync::watch;
+
+use crate::reconcile::{Op, reconcile};
+use crate::view::View;
+
+/// Most operations in one transaction (etcd allows 128 by default).
+pub const MAX_TXN_OPS: usize = 100;
+
+/// This replica's part right now.
+#[derive(Debug, Clone)]
+pub enum Role {
+    Standby,
+    Leader(Leadership),
+}
+
+/// What the leader loop and the HTTP API share: handles, never locks.
+pub struct Shared {
+    pub id: String,
+    /// This replica's API address, the value it campaigns with.
+    pub addr: String,
+    pub keys: Keys,
+    pub client: Client,
+    pub view: watch::Receiver<Arc<View>>,
+    pub role: watch::Sender<Role>,
+}
+
+/// Campaigns forever; leads whenever elected.
+pub async fn run(shared: Arc<Shared>, ttl: Duration) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let lease = match Lease::grant(&shared.client, ttl).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot grant the election lease; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        let name = shared.keys.election();
+        let won = tokio::select! {
+            r = campaign(&shared.client, &name, &shared.addr, lease.id()) => r,
+            _ = lease.lost() => continue,
+        };
+        let leadership = match won {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "campaign failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        tracing::info!(id = %shared.id, term = leadership.term(), "leading");
+        shared.role.send_replace(Role::Leader(leadership.clone()));
+        let why = lead(&shared, &leadership, &lease).await;
+        shared.role.send_replace(Role::Standby);
+        tracing::warn!(id = %shared.id, term = leadership.term(), why, "no longer leading");
+    }
+}
+
+async fn lead(shared: &Shared, l: &Leadership, lease: &Lease) -> &'static str {
+    let mut view_rx = shared.view.clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut seen_rev = 0;
+    loop {
+        tokio::select! {
+            _ = lease.lost() => return "election lease lost",
+            _ = view_rx.changed() => {}
+            _ = tick.tick() => {}
+        }
+        let view = view_rx.borrow_and_update().clone();
+        if !view.synced || view.revision < seen_rev {
+            continue;
+        }
+        let (ops, _) = reconcile(&view);
+        for (when, then) in batches(&shared.keys, &ops) {
+            match l.txn_at(&shared.client, when, then).await {
+                Ok((Fenced::Applied, rev)) => seen_rev = rev,
+                Ok((Fenced::Conflict, _)) => {
+                    tracing::debug!("placement conflict; planning again from a fresh view");
+                    break;
+                }
+                Ok((Fenced::Deposed, _)) => return "deposed: a fenced write found another term",
+                Err(e) => {
+                    tracing::warn!(error = %e, "placement write failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Most compares in one transaction: etcd's limit of 128 counts compares too.
+const MAX_TXN_COMPARES: usize = 120;
+
+/// The ops cut into transactions: an assignment is created only on a live node and only
+/// where none exists; at most [`MAX_TXN_OPS`] operations and [`MAX_TXN_COMPARES`] compares
+/// (plus the fence) each.
+pub fn batches(keys: &Keys, ops: &[Op]) -> Vec<(Vec<Compare>, Vec<TxnOp>)> {
+    let mut out = Vec::new();
+    let mut when: Vec<Compare> = Vec::new();
+    let mut then: Vec<TxnOp> = Vec::new();
+    let mut live_checked: Vec<&str> = Vec::new();
+    for op in ops {
+        let needs = match op {
+            Op::Assign { node, .. } if !live_checked.contains(&node.as_str()) => 2,
+            Op::Assign { .. } => 1,
+            _ => 0,
+        };
+        if then.len() == MAX_TXN_OPS || when.len() + needs > MAX_TXN_COMPARES {
+            out.push((std::mem::take(&mut when), std::mem::take(&mut then)));
+            live_checked.clear();
+        }
+        match op {
+            Op::Assign { node, a } => {
+                let key = keys.assign(node, &a.instance);
+                if !live_checked.contains(&node.as_str()) {
+                    live_checked.push(node);
+                    when.push(Compare::version(
+                        keys.node_info(node),
+                        CompareOp::Greater,
+                        0,
+                    ));
+                }
+                when.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
+                then.push(TxnOp::put(key, encode(a), None));
+            }
+            Op::Update { node, a } => {
+                then.push(TxnOp::put(keys.assign(node, &a.instance), encode(a), None));
+            }
+            Op::Unassign { node, instance } => {
+                then.push(TxnOp::delete(keys.assign(node, instance), None));
+            }
+        }
+    }
+    if !then.is_empty() {
+        out.push((when, then));
+    }
+    out
+}

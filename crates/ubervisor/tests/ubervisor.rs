@@ -1,0 +1,368 @@
+//! The ubervisor as a real process, against a real etcd, with node agents from the cluster
+//! library whose apply callbacks record what they were asked to run.
+#![allow(clippy::unwrap_used)]
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cluster::{AgentConfig, Capacity, NodeAgent, TaskStatus, VERSION};
+use serde_json::{Value, json};
+use testkit::{Etcd, Spawner, free_port, http_get, http_request, wait_for, wait_for_value};
+
+const LONG: Duration = Duration::from_secs(20);
+
+struct Uv {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Uv {
+    fn start(sp: &Spawner, etcd: &Etcd, prefix: &str, id: &str) -> Uv {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let dir = tempfile::tempdir().unwrap();
+        let err = std::fs::File::create(dir.path().join("stderr")).unwrap();
+        let child = sp
+            .bin("ubervisor")
+            .arg(format!("--etcd={}", etcd.endpoints_arg()))
+            .arg(format!("--listen={addr}"))
+            .arg(format!("--id={id}"))
+            .arg("--election-ttl=2s")
+            .arg(format!("--prefix={prefix}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let uv = Uv {
+            child,
+            addr,
+            _dir: dir,
+        };
+        assert!(
+            wait_for(LONG, || uv.health().is_some_and(|h| h["ok"] == true)),
+            "ubervisor {id} not healthy"
+        );
+        uv
+    }
+    fn health(&self) -> Option<Value> {
+        let r = http_get(&self.addr, "/health", &[]).ok()?;
+        serde_json::from_str(&r.body).ok()
+    }
+    fn leads(&self) -> bool {
+        self.health().is_some_and(|h| h["role"] == "leader")
+    }
+    fn get(&self, path: &str) -> Value {
+        serde_json::from_str(&http_get(&self.addr, path, &[]).unwrap().body).unwrap()
+    }
+    fn send(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let b = body.to_string();
+        let r = http_request(method, &self.addr, path, &[], Some(&b)).unwrap();
+        (
+            r.status,
+            serde_json::from_str(&r.body).unwrap_or(Value::Null),
+        )
+    }
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Uv {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Calls = Arc<Mutex<Vec<Vec<Value>>>>;
+
+fn node(etcd: &Etcd, prefix: &str, name: &str, cpu: u64, mem: u64) -> (NodeAgent, Calls) {
+    let calls: Calls = Arc::default();
+    let mut cfg = AgentConfig::new(etcd.endpoints(), name, Capacity { cpu, mem });
+    cfg.prefix = prefix.to_string();
+    cfg.ttl = Duration::from_secs(2);
+    cfg.status_interval = Duration::from_millis(100);
+    let c = calls.clone();
+    let apply = Box::new(move |set: Vec<Value>| {
+        c.lock().unwrap().push(set);
+        Ok(())
+    });
+    let c = calls.clone();
+    let status = Box::new(move || {
+        let last = c.lock().unwrap().last().cloned().unwrap_or_default();
+        last.iter()
+            .map(|t| TaskStatus {
+                v: VERSION,
+                name: t["name"].as_str().unwrap().to_string(),
+                state: "running".into(),
+                host: Some("127.0.0.1".into()),
+                port: Some(8000),
+                pid: Some(std::process::id()),
+                restarts: 0,
+                yoyo: false,
+            })
+            .collect()
+    });
+    (NodeAgent::spawn(cfg, apply, status).unwrap(), calls)
+}
+
+fn applied(calls: &Calls) -> Vec<String> {
+    let c = calls.lock().unwrap();
+    c.last()
+        .map(|s| {
+            s.iter()
+                .map(|t| t["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn prefix(tag: &str) -> String {
+    format!("/t/{}-{tag}/", std::process::id())
+}
+
+fn job(name: &str, count: u32, cpu: u64, mem: u64) -> Value {
+    json!({"name": name, "task": {"command": ["sleep", "1000"]}, "count": count, "cpu": cpu, "mem": mem})
+}
+
+/// (instance, node, state) of a job's instances, sorted.
+fn instances(uv: &Uv, job: &str) -> Vec<(String, String, String)> {
+    let v = uv.get(&format!("/jobs/{job}"));
+    let mut out: Vec<_> = v["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            (
+                i["instance"].as_str().unwrap().to_string(),
+                i["node"].as_str().unwrap().to_string(),
+                i["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn wait_leader<'a>(uvs: &'a [&'a Uv]) -> &'a Uv {
+    wait_for_value(LONG, || uvs.iter().find(|u| u.leads()).copied()).expect("no leader")
+}
+
+#[test]
+fn a_job_of_three_is_spread_within_capacity_and_a_too_big_one_is_refused() {
+    let etcd = Etcd::start();
+    let sp = Spawner::new();
+    let p = prefix("place");
+    let nodes: Vec<_> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| node(&etcd, &p, n, 1000, 1024))
+        .collect();
+    let uv = Uv::start(&sp, &etcd, &p, "uv-a");
+    wait_leader(&[&uv]);
+    assert!(wait_for(LONG, || uv
+        .get("/nodes")
+        .as_array()
+        .unwrap()
+        .len()
+        == 3));
+
+    let (st, body) = uv.send("POST", "/jobs", &job("web", 3, 400, 256));
+    assert_eq!(st, 201, "{body}");
+    assert!(
+        wait_for(LONG, || {
+            let i = instances(&uv, "web");
+            i.len() == 3 && i.iter().all(|(_, _, s)| s == "running")
+        }),
+        "{:?}",
+        instances(&uv, "web")
+    );
+    let mut on: Vec<String> = instances(&uv, "web")
+        .into_iter()
+        .map(|(_, n, _)| n)
+        .collect();
+    on.dedup();
+    assert_eq!(on, ["n1", "n2", "n3"], "instances were not spread");
+    // Each node was asked to run exactly its own instance, named after it.
+    for (i, (_, calls)) in nodes.iter().enumerate() {
+        let got = applied(calls);
+        assert_eq!(got.len(), 1, "node {i} runs {got:?}");
+        assert!(got[0].starts_with("web-"));
+    }
+    for n in uv.get("/nodes").as_array().unwrap() {
+        assert_eq!(n["allocated"]["cpu"], 400, "{n}");
+    }
+
+    // Too big for any node ever: refused at submission, naming the resource.
+    let (st, body) = uv.send("POST", "/jobs", &job("huge", 1, 5000, 10));
+    assert_eq!(st, 422, "{body}");
+    let e = body["error"].as_str().unwrap();
+    assert!(e.contains("huge") && e.contains("cpu"), "{e}");
+    // Fits a node's capacity but not what is free now: accepted, shown unplaced with why.
+    let (st, _) = uv.send("POST", "/jobs", &job("big", 1, 700, 10));
+    assert_eq!(st, 201);
+    let why = wait_for_value(LONG, || {
+        let v = uv.get("/jobs/big");
+        v["unplaced"][0]["reason"].as_str().map(str::to_string)
+    })
+    .unwrap();
+    assert!(why.contains("big") && why.contains("cpu"), "{why}");
+    assert!(instances(&uv, "big").is_empty());
+
+    // Bad input: 400 naming the field.
+    let (st, body) = uv.send(
+        "POST",
+        "/jobs",
+        &json!({"name": "x", "task": {"command": ["sleep"]}, "count": "three", "cpu": 1, "mem": 1}),
+    );
+    assert_eq!(st, 400);
+    assert_eq!(body["problems"][0]["field"], "count", "{body}");
+    let (st, _) = uv.send("POST", "/jobs", &job("web", 1, 1, 1));
+    assert_eq!(st, 409, "a second job of the same name");
+    drop(nodes);
+}
+
+#[test]
+fn cordon_stops_placements_drain_moves_them_and_put_changes_the_count() {
+    let etcd = Etcd::start();
+    let sp = Spawner::new();
+    let p = prefix("cordon");
+    let (_a1, c1) = node(&etcd, &p, "n1", 2000, 2048);
+    let (_a2, c2) = node(&etcd, &p, "n2", 2000, 2048);
+    let uv = Uv::start(&sp, &etcd, &p, "uv-a");
+    wait_leader(&[&uv]);
+    assert!(wait_for(LONG, || uv
+        .get("/nodes")
+        .as_array()
+        .unwrap()
+        .len()
+        == 2));
+
+    let (st, _) = uv.send("POST", "/nodes/n1/cordon", &json!({}));
+    assert_eq!(st, 200);
+    assert_eq!(uv.send("POST", "/nodes/nx/cordon", &json!({})).0, 404);
+    uv.send("POST", "/jobs", &job("web", 2, 100, 64));
+    assert!(wait_for(LONG, || instances(&uv, "web").len() == 2));
+    assert!(
+        instances(&uv, "web").iter().all(|(_, n, _)| n == "n2"),
+        "placed on a cordoned node: {:?}",
+        instances(&uv, "web")
+    );
+    assert!(applied(&c1).is_empty());
+
+    // Drain n2 with n1 open again: both instances move, and n2 ends empty.
+    uv.send("POST", "/nodes/n1/uncordon", &json!({}));
+    uv.send("POST", "/nodes/n2/drain", &json!({}));
+    assert!(
+        wait_for(LONG, || {
+            let i = instances(&uv, "web");
+            i.len() == 2 && i.iter().all(|(_, n, s)| n == "n1" && s == "running")
+        }),
+        "{:?}",
+        instances(&uv, "web")
+    );
+    assert!(wait_for(LONG, || applied(&c2).is_empty()));
+    assert_eq!(applied(&c1), ["web-1", "web-2"]);
+    let nodes = uv.get("/nodes");
+    let n2 = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "n2")
+        .unwrap();
+    assert_eq!(n2["cordon_reason"], "drain");
+
+    uv.send("POST", "/nodes/n2/uncordon", &json!({}));
+    let (st, body) = uv.send("PUT", "/jobs/web", &job("web", 4, 100, 64));
+    assert_eq!(st, 200, "{body}");
+    assert!(wait_for(LONG, || instances(&uv, "web").len() == 4));
+    let (st, _) = uv.send("PUT", "/jobs/web", &job("web", 1, 100, 64));
+    assert_eq!(st, 200);
+    assert!(wait_for(LONG, || {
+        instances(&uv, "web")
+            .iter()
+            .map(|(i, _, _)| i.as_str())
+            .collect::<Vec<_>>()
+            == ["web-1"]
+    }));
+    assert_eq!(uv.send("PUT", "/jobs/nope", &job("nope", 1, 1, 1)).0, 404);
+    let (st, _) = uv.send("DELETE", "/jobs/web", &json!({}));
+    assert_eq!(st, 200);
+    assert!(wait_for(LONG, || applied(&c1).is_empty() && applied(&c2).is_empty()));
+}
+
+#[test]
+fn a_standby_names_the_leader_takes_over_after_sigkill_and_jobs_survive_restarts() {
+    let etcd = Etcd::start();
+    let sp = Spawner::new();
+    let p = prefix("failover");
+    let (_n, _c) = node(&etcd, &p, "n1", 4000, 4096);
+    let a = Uv::start(&sp, &etcd, &p, "uv-a");
+    let b = Uv::start(&sp, &etcd, &p, "uv-b");
+    let both = [&a, &b];
+    let leader = wait_leader(&both);
+    let standby = if std::ptr::eq(leader, &a) { &b } else { &a };
+
+    let (st, body) = standby.send("POST", "/jobs", &job("web", 1, 100, 64));
+    assert_eq!(st, 503, "{body}");
+    assert_eq!(body["leader"], leader.addr, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(&leader.addr));
+    // Reads work on a standby.
+    assert!(standby.get("/jobs").is_array());
+
+    assert_eq!(leader.send("POST", "/jobs", &job("web", 1, 100, 64)).0, 201);
+    leader.signal(libc::SIGKILL);
+    assert!(
+        wait_for(LONG, || standby.leads()),
+        "the standby never took over"
+    );
+    let (st, body) = standby.send("POST", "/jobs", &job("db", 1, 100, 64));
+    assert_eq!(st, 201, "{body}");
+    assert!(wait_for(LONG, || instances(standby, "db").len() == 1));
+
+    // Every replica gone, then one started: the jobs were only ever in etcd.
+    drop(a);
+    drop(b);
+    let c = Uv::start(&sp, &etcd, &p, "uv-c");
+    let names: Vec<String> = c
+        .get("/jobs")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["db", "web"]);
+}
+
+#[test]
+fn a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes() {
+    let etcd = Etcd::start();
+    let sp = Spawner::new();
+    let p = prefix("fence");
+    let (_n, _c) = node(&etcd, &p, "n1", 4000, 4096);
+    let a = Uv::start(&sp, &etcd, &p, "uv-a");
+    assert!(wait_for(LONG, || a.leads()));
+    let b = Uv::start(&sp, &etcd, &p, "uv-b");
+
+    a.signal(libc::SIGSTOP);
+    assert!(wait_for(LONG, || b.leads()), "b never took over");
+    // A write queued at the paused old leader: it is handled the moment it wakes, while it
+    // may still believe it leads. The fence must stop it.
+    let addr = a.addr.clone();
+    let pending = std::thread::spawn(move || {
+        let body = job("ghost", 1, 100, 64).to_string();
+        http_request("POST", &addr, "/jobs", &[], Some(&body)).map(|r| r.status)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    a.signal(libc::SIGCONT);
+    let st = pending.join().unwrap().unwrap();
+    assert_eq!(st, 503, "the deposed leader accepted a write");
+    assert!(wait_for(LONG, || !a.leads() && b.leads()));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        b.get("/jobs").as_array().unwrap().is_empty(),
+        "{}",
+        b.get("/jobs")
+    );
+}
