@@ -174,6 +174,50 @@ pub struct Args {
     /// instance (the default where a writable cgroup v2 hierarchy exists).
     #[arg(long)]
     pub no_cgroups: bool,
+
+    /// Cluster mode: etcd client URLs (comma-separated). The supervisor registers as node
+    /// `--node` and runs what the ubervisor assigns to it; a task list on stdin is optional
+    /// (node-local tasks).
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+
+    /// This node's name in the cluster (required with --etcd).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+
+    /// CPU cores this node offers to the scheduler (e.g. 2 or 1.5).
+    #[arg(long, value_name = "CORES", default_value = "1")]
+    pub node_cpu: f64,
+
+    /// Memory this node offers to the scheduler, e.g. 512M or 4G.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size_mb)]
+    pub node_mem: u64,
+
+    /// The node's lease in etcd: the scheduler considers the node lost this long after the
+    /// supervisor stopped renewing it (renewed every third of it).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = bounded_duration)]
+    pub node_ttl: Duration,
+
+    /// Key prefix in etcd (must match the ubervisor's).
+    #[arg(long, value_name = "PREFIX", default_value = "/uv/")]
+    pub etcd_prefix: String,
+}
+
+/// `512M`, `4G`, `1024` (MB) → megabytes.
+fn parse_size_mb(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'G' | 'g')) => (&t[..i], 1024.0),
+        Some((i, 'M' | 'm')) => (&t[..i], 1.0),
+        Some((i, 'T' | 't')) => (&t[..i], 1024.0 * 1024.0),
+        _ => (t, 1.0),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v * mult < 1e9 => Ok((v * mult).round() as u64),
+        _ => Err(format!(
+            "{s:?} is not a size: expected e.g. 512M, 4G or a number of MB"
+        )),
+    }
 }
 
 /// A duration flag, at most [`MAX_SETTING`] (a day): longer ones are surely typos, and would

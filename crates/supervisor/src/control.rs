@@ -48,6 +48,10 @@ pub enum ApplyBody {
         name: String,
         task: serde_json::Value,
     },
+    /// Cluster mode: the whole set the ubervisor assigned to this node (each object with its
+    /// `name`); tasks of an earlier assignment that are not in it are removed, node-local ones
+    /// are left alone.
+    Cluster(Vec<serde_json::Value>),
 }
 
 /// The loop's answer.

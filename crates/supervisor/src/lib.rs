@@ -47,6 +47,7 @@ pub mod kill;
 pub mod log_queue;
 pub mod logging;
 pub mod metrics;
+pub mod node;
 pub mod precheck;
 pub mod probes;
 pub mod reaper;

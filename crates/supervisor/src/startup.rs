@@ -49,21 +49,47 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprintln!("supervisor: standard input is a terminal.\n{USAGE_STDIN}");
+    let cluster = !args.etcd.is_empty();
+    if cluster && args.node.is_none() {
+        eprintln!("supervisor: --etcd needs --node=NAME (this node's name in the cluster)");
         return ExitCode::from(2);
     }
+    if !cluster && args.node.is_some() {
+        eprintln!("supervisor: --node is for cluster mode: give --etcd=URL too");
+        return ExitCode::from(2);
+    }
+    if cluster && !(args.node_cpu > 0.0 && args.node_cpu <= 4096.0) {
+        eprintln!(
+            "supervisor: --node-cpu={}: expected a number of cores above 0",
+            args.node_cpu
+        );
+        return ExitCode::from(2);
+    }
+    let stdin = std::io::stdin();
     let mut text = String::new();
-    if let Err(e) = stdin.lock().read_to_string(&mut text) {
+    if stdin.is_terminal() {
+        if !cluster {
+            eprintln!("supervisor: standard input is a terminal.\n{USAGE_STDIN}");
+            return ExitCode::from(2);
+        }
+    } else if let Err(e) = stdin.lock().read_to_string(&mut text) {
         eprintln!("supervisor: cannot read the task list from standard input: {e}");
         return ExitCode::from(2);
     }
     if text.trim().is_empty() {
-        eprintln!("supervisor: standard input is empty.\n{USAGE_STDIN}");
-        return ExitCode::from(2);
+        if !cluster {
+            eprintln!("supervisor: standard input is empty.\n{USAGE_STDIN}");
+            return ExitCode::from(2);
+        }
+        // Cluster mode without node-local tasks.
+        text = "[]".into();
     }
-    let specs = match parse_task_list(&text, args.port_range).and_then(check_files) {
+    let parsed = if text.trim() == "[]" && cluster {
+        Ok(Vec::new())
+    } else {
+        parse_task_list(&text, args.port_range)
+    };
+    let specs = match parsed.and_then(check_files) {
         Ok(s) => s,
         Err(e) => {
             eprint!("supervisor: {e}");
@@ -335,6 +361,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         tracing::info!(addr = %local, auth = api.token.is_some(), "API listening: dashboard at http://{local}/");
     }
     crate::probes::spawn(control_tx.clone()).context("cannot start the probe thread")?;
+    let agent = crate::node::start(&args, api_addr, control_tx.clone())?;
     if let Some(path) = args.sd_file.clone() {
         crate::sd_file::SdFile {
             path,
@@ -353,7 +380,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         control: control_tx.clone(),
     }
     .start();
-    rt.block_on(async {
+    let result = rt.block_on(async {
         if let Some(url) = api.report {
             tracing::info!(url = %format!("http://{}{}", url.authority, url.path), every = ?args.report_interval, "reporting upstream");
             tokio::spawn(report::run(url, args.report_interval, control_tx.clone(), events_tx.subscribe()));
@@ -371,7 +398,14 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         )
         .context("cannot start the checkpoint writer")?;
         daemon.run().await
-    })
+    });
+    if let Some(agent) = agent {
+        // The lease goes at once: the scheduler need not wait a TTL to know.
+        if let Err(e) = agent.stop() {
+            tracing::warn!(error = %e, "node agent");
+        }
+    }
+    result
 }
 
 /// Checkpoint documents and API answers of 10 000 tasks are buffers of a few MB, made and freed

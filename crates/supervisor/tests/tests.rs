@@ -5,6 +5,7 @@ mod api;
 mod apiaddr;
 mod chaos;
 mod checkpoint;
+mod cluster;
 mod common;
 mod config;
 mod corpus;

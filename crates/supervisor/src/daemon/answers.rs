@@ -89,6 +89,7 @@ impl Daemon {
     fn apply(&mut self, now: Instant, body: ApplyBody, dry_run: bool) -> Reply {
         let ports = self.core.port_range();
         let (specs, whole) = match body {
+            ApplyBody::Cluster(tasks) => return self.apply_cluster(now, tasks),
             ApplyBody::List(text) => match parse_task_list(&text, ports) {
                 Ok(specs) => (specs, true),
                 Err(e) => return Reply::Error(ApiError::from(e)),
@@ -141,6 +142,38 @@ impl Daemon {
             }
             Err(e) => Reply::Error(e.into()),
         }
+    }
+
+    /// Cluster mode: converge on the assigned set, leaving node-local tasks alone.
+    fn apply_cluster(&mut self, now: Instant, tasks: Vec<serde_json::Value>) -> Reply {
+        let ports = self.core.port_range();
+        let mut specs = Vec::with_capacity(tasks.len());
+        let mut problems = Vec::new();
+        for (i, t) in tasks.iter().enumerate() {
+            match parse_task(t, i + 1, &HashSet::new(), ports) {
+                Ok(s) => specs.push(s),
+                Err(mut e) => problems.append(&mut e.0),
+            }
+        }
+        problems.extend(precheck::check(&specs, 1));
+        if !problems.is_empty() {
+            return Reply::Error(ApiError::from(ConfigErrors(problems)));
+        }
+        let wanted: std::collections::BTreeSet<String> =
+            specs.iter().map(|s| s.name.clone()).collect();
+        let gone: Vec<String> = self.cluster_tasks.difference(&wanted).cloned().collect();
+        let mut plan = match self.core.apply(now, specs, false) {
+            Ok(p) => p,
+            Err(e) => return Reply::Error(e.into()),
+        };
+        for name in gone {
+            if self.core.task_id(&name).is_some() && self.core.remove(now, &name).is_ok() {
+                plan.removed.push(name);
+            }
+        }
+        self.cluster_tasks = wanted;
+        plan.revision = self.core.revision();
+        Reply::Applied(plan)
     }
 
     fn task_json(&self, name: &str, now: Instant) -> Result<TaskJson, ApiError> {

@@ -86,6 +86,9 @@ pub struct Daemon {
     /// Actions taken out of the core while handling a death, kept for the end of the loop
     /// turn: only those that touch processes are carried out at once.
     deferred: VecDeque<Action>,
+    /// Cluster mode: the tasks the last assignment from the ubervisor held. Only these are
+    /// removed when an assignment drops them; node-local tasks are never touched by one.
+    cluster_tasks: std::collections::BTreeSet<String>,
 }
 
 impl Daemon {
@@ -126,6 +129,7 @@ impl Daemon {
             start_ticks: RefCell::new(HashMap::new()),
             encoded_records: None,
             deferred: VecDeque::new(),
+            cluster_tasks: std::collections::BTreeSet::new(),
         })
     }
 

@@ -1,0 +1,179 @@
+//! Cluster mode with every real component: an etcd member, an `ubervisor` and three
+//! supervisors started with `--etcd --node`, each its own folder and port range. A job of
+//! count 3 runs as real processes on the nodes, their ports answer, and a lowered count or a
+//! deleted job stops them; a node-local task is never touched by the cluster.
+use crate::common::*;
+use serde_json::{Value, json};
+use std::process::{Child, Stdio};
+use testkit::{
+    Etcd, Spawner, free_port, http_get, http_request, pid_alive, wait_for, wait_for_value,
+};
+
+struct Uv {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Uv {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ubervisor(sp: &Spawner, etcd: &Etcd, dir: &std::path::Path) -> Uv {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let err = std::fs::File::create(dir.join("uv.stderr")).unwrap();
+    let child = sp
+        .bin("ubervisor")
+        .arg(format!("--etcd={}", etcd.endpoints_arg()))
+        .arg(format!("--listen={addr}"))
+        .arg("--id=uv-test")
+        .arg("--election-ttl=2s")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let uv = Uv { child, addr };
+    assert!(
+        wait_for(LONG, || http_get(&uv.addr, "/health", &[])
+            .ok()
+            .and_then(|r| serde_json::from_str::<Value>(&r.body).ok())
+            .is_some_and(|h| h["role"] == "leader")),
+        "the ubervisor never led"
+    );
+    uv
+}
+
+fn tasks_of(sup: &Sup) -> Vec<Value> {
+    http_get(&sup.api(), "/tasks", &[])
+        .ok()
+        .and_then(|r| serde_json::from_str::<Value>(&r.body).ok())
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_job_runs_on_supervisor_nodes_and_follows_its_count() {
+    let etcd = Etcd::start();
+    let sp = Spawner::new();
+    let mut nodes: Vec<Sup> = Vec::new();
+    for i in 0..3 {
+        let mut sup = Sup::new();
+        let first = 20000 + (std::process::id() % 400) as u16 * 20 + i * 5;
+        let local = json!([{"name": "local", "command": ["sleep", "1000"]}]).to_string();
+        let tasks = if i == 0 { local } else { String::new() };
+        sup.start(
+            &tasks,
+            &[
+                &format!("--etcd={}", etcd.endpoints_arg()),
+                &format!("--node=n{i}"),
+                "--node-cpu=1",
+                "--node-mem=512M",
+                "--node-ttl=3s",
+                &format!("--port-range={first}-{}", first + 4),
+            ],
+        );
+        nodes.push(sup);
+    }
+    let uv = ubervisor(&sp, &etcd, nodes[0].path("").as_path());
+    assert!(
+        wait_for(LONG, || http_get(&uv.addr, "/nodes", &[])
+            .ok()
+            .and_then(|r| serde_json::from_str::<Value>(&r.body).ok())
+            .and_then(|v| v.as_array().map(Vec::len))
+            == Some(3)),
+        "three nodes registered"
+    );
+    let job = json!({
+        "name": "web",
+        "task": {"command": [testkit::bin_path("timeserver"), "--port={{port}}", format!("--authport={}", free_port()), "--authhost=127.0.0.1"]},
+        "count": 3, "cpu": 400, "mem": 64,
+    });
+    let r = http_request("POST", &uv.addr, "/jobs", &[], Some(&job.to_string())).unwrap();
+    assert!((200..300).contains(&r.status), "{} {}", r.status, r.body);
+    // One instance per node (spread), each a real process whose port answers.
+    let running = |sup: &Sup| -> Vec<(String, u64, u64)> {
+        tasks_of(sup)
+            .into_iter()
+            .filter(|t| {
+                t["name"].as_str().is_some_and(|n| n.starts_with("web-")) && t["state"] == "running"
+            })
+            .filter_map(|t| {
+                Some((
+                    t["name"].as_str()?.to_string(),
+                    t["pid"].as_u64()?,
+                    t["port"].as_u64()?,
+                ))
+            })
+            .collect()
+    };
+    assert!(
+        wait_for(LONG, || nodes.iter().all(|n| running(n).len() == 1)),
+        "one web instance per node: {:?}",
+        nodes.iter().map(running).collect::<Vec<_>>()
+    );
+    let all: Vec<(String, u64, u64)> = nodes.iter().flat_map(running).collect();
+    let mut names: Vec<&str> = all.iter().map(|(n, _, _)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["web-1", "web-2", "web-3"]);
+    for (_, _, port) in &all {
+        let answered = wait_for_value(LONG, || {
+            http_get(&format!("127.0.0.1:{port}"), "/", &[]).ok()
+        });
+        assert_eq!(answered.map(|r| r.status), Some(200), "port {port} answers");
+    }
+    // The ubervisor sees the instances' live status from the nodes.
+    assert!(wait_for(LONG, || {
+        let j: Value = http_get(&uv.addr, "/jobs/web", &[])
+            .ok()
+            .and_then(|r| serde_json::from_str(&r.body).ok())
+            .unwrap_or(Value::Null);
+        j.to_string().matches("\"running\"").count() >= 3
+    }));
+    // Count 1: two instances stop on their nodes; the node-local task is untouched.
+    let local_pid = tasks_of(&nodes[0])
+        .iter()
+        .find(|t| t["name"] == "local")
+        .and_then(|t| t["pid"].as_u64())
+        .unwrap();
+    let less = json!({"name": "web", "task": job["task"], "count": 1, "cpu": 400, "mem": 64});
+    let r = http_request("PUT", &uv.addr, "/jobs/web", &[], Some(&less.to_string())).unwrap();
+    assert!((200..300).contains(&r.status), "{} {}", r.status, r.body);
+    assert!(
+        wait_for(LONG, || nodes
+            .iter()
+            .map(|n| running(n).len())
+            .sum::<usize>()
+            == 1),
+        "count 1"
+    );
+    for (_, pid, _) in &all {
+        if !nodes.iter().flat_map(running).any(|(_, p, _)| p == *pid) {
+            assert!(
+                wait_for(LONG, || !pid_alive(*pid as i32)),
+                "stopped instance {pid} is gone"
+            );
+        }
+    }
+    let r = http_request("DELETE", &uv.addr, "/jobs/web", &[], None).unwrap();
+    assert!((200..300).contains(&r.status));
+    assert!(wait_for(LONG, || nodes
+        .iter()
+        .all(|n| running(n).is_empty())));
+    let local = tasks_of(&nodes[0])
+        .into_iter()
+        .find(|t| t["name"] == "local")
+        .unwrap();
+    assert_eq!(
+        local["pid"].as_u64(),
+        Some(local_pid),
+        "the node-local task was never touched"
+    );
+    for mut n in nodes {
+        n.signal(libc::SIGTERM);
+        assert_eq!(n.wait_exit(), Some(0));
+    }
+    drop(uv);
+}
