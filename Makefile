@@ -3,16 +3,18 @@
 #   make test  install the test tools if missing, then formatting, lints and every test
 # And the whole time service behind its front door (the proxy on 127.0.0.1:8080):
 #   make run-proxied
+# A cluster on loopback (etcd, an ubervisor, three supervisor nodes, the time service as jobs):
+#   make cluster
 # Prometheus over either, in another terminal (http://127.0.0.1:9091/):
 #   make monitor
-.PHONY: bin run run-proxied monitor test test-deps bench clean
+.PHONY: bin run run-proxied cluster monitor test test-deps bench clean
 
 PORTS ?= 8000-8099
 # The time servers' ports behind the proxy: clear of the proxy's own 8080.
 PROXIED_PORTS ?= 8100-8199
 # Clear of the Debian package's own 9090 (and the node exporter's 9100).
 PROMETHEUS_ADDR ?= 127.0.0.1:9091
-BINS := supervisor timeserver authserver proxy
+BINS := supervisor timeserver authserver proxy ubervisor
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 bin:
@@ -22,6 +24,9 @@ bin:
 
 run: bin
 	./bin/supervisor --port-range=$(PORTS) --log=log/supervisor.log --dumpfile=run/supervisor.dump < etc/tasks.json
+
+cluster: bin
+	./scripts/cluster.sh
 
 run-proxied: bin
 	./bin/supervisor --port-range=$(PROXIED_PORTS) --log=log/supervisor.log --dumpfile=run/supervisor.dump < etc/timeservice.json

@@ -29,6 +29,11 @@ pub fn check_one(spec: &TaskSpec, index: usize) -> Vec<ConfigError> {
             message,
         })
     };
+    if let Err((field, message)) =
+        crate::spawn::identity::resolve(spec.user.as_deref(), spec.group.as_deref())
+    {
+        err(field, message);
+    }
     if let Some(program) = spec.command.first() {
         if let Err(e) = paths::resolve_program(spec, program) {
             let hint = match &e {

@@ -337,3 +337,132 @@ fn ctl_diff_shows_the_plan_and_ctl_apply_carries_it_out() {
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));
 }
+
+#[test]
+fn user_switches_to_nobody_and_an_unknown_user_is_refused_before_start() {
+    let mut sup = Sup::new();
+    let t = json!({"name": "who", "command": ["sh", "-c", "id -u; id -g; exec sleep 1000"], "user": "nobody", "output": "uid.txt"});
+    sup.start(&list(&[t.to_string()]), &[]);
+    let ids = wait_for_value(LONG, || {
+        let s = std::fs::read_to_string(sup.path("uid.txt")).ok()?;
+        (s.lines().count() == 2).then_some(s)
+    })
+    .unwrap();
+    let pid = running_pid(&sup.api(), "who");
+    let nobody = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+        });
+    assert_eq!(ids.lines().next(), Some("65534"), "{ids}");
+    assert_eq!(nobody.as_deref(), Some("65534"));
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+
+    let bad =
+        json!([{"name": "x", "command": ["sleep", "1"], "user": "no-such-user-ts"}]).to_string();
+    let (code, out) = run_to_exit(&sup.path(""), &bad, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("task 1 (x): field \"user\": no user named \"no-such-user-ts\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_dependent_waits_for_readiness_and_a_failing_health_check_restarts_its_task() {
+    let mut sup = Sup::new();
+    let tasks = json!([
+        {"name": "db", "command": ["sh", "-c", "sleep 0.4; touch db.ready; exec sleep 1000"],
+         "ready": {"exec": ["test", "-e", "db.ready"], "interval": "50ms"}},
+        {"name": "app", "depends_on": ["db"],
+         "command": ["sh", "-c", "if test -e db.ready; then echo after > app.txt; else echo before > app.txt; fi; exec sleep 1000"]},
+        {"name": "hung", "command": ["sleep", "1000"],
+         "health": {"exec": ["test", "-e", "hung.ok"], "interval": "100ms", "failures": 2}},
+    ]);
+    sup.start(&tasks.to_string(), &[]);
+    let api = sup.api();
+    assert_eq!(task(&api, "app")["state"], "starting");
+    assert_eq!(task(&api, "app")["waiting_on"], json!(["db"]));
+    assert!(wait_for(LONG, || task(&api, "db")["ready"] == true));
+    running_pid(&api, "app");
+    assert!(wait_for(LONG, || sup.path("app.txt").exists()));
+    assert_eq!(
+        std::fs::read_to_string(sup.path("app.txt")).unwrap().trim(),
+        "after"
+    );
+    // The hung task runs, but its health check fails: it is restarted (a new process).
+    let first = running_pid(&api, "hung");
+    assert!(wait_for(LONG, || task(&api, "hung")["restarts"].as_u64() >= Some(1)));
+    assert!(
+        wait_for(LONG, || !pid_alive(first as i32)),
+        "the hung instance was stopped"
+    );
+    assert!(sup.wait_log("check failed too often: restarting the task"));
+    // Healthy from now on: no more restarts.
+    std::fs::write(sup.path("hung.ok"), "").unwrap();
+    let pid = running_pid(&api, "hung");
+    let restarts = task(&api, "hung")["restarts"].as_u64();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(task(&api, "hung")["restarts"].as_u64(), restarts);
+    assert_eq!(running_pid(&api, "hung"), pid);
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}
+
+#[test]
+fn start_first_starts_the_new_instance_before_the_old_one_stops_and_sticky_keeps_a_port() {
+    let mut sup = Sup::new();
+    let range = {
+        let first = 30000 + (std::process::id() % 1000) as u16 * 10;
+        format!("--port-range={first}-{}", first + 9)
+    };
+    let ts = |v: &str| {
+        json!({"name": "ts", "command": [testkit::bin_path("timeserver"), "--port={{port}}",
+                format!("--authport={}", testkit::free_port()), "--authhost=127.0.0.1"],
+               "env": {"V": v}, "replace": "start-first", "ready": {"tcp": true, "interval": "20ms"}})
+    };
+    let sticky = json!({"name": "st", "command": ["sh", "-c", "echo $PORT >> st.txt; exec sleep 1000 # {{port}}"], "port": "sticky"});
+    sup.start(&json!([ts("1"), sticky]).to_string(), &[&range]);
+    let api = sup.api();
+    assert!(wait_for(LONG, || task(&api, "ts")["ready"] == true));
+    let old = running_pid(&api, "ts");
+    let old_port = task(&api, "ts")["port"].as_u64().unwrap();
+    let (_, plan) = call(&api, "PUT", "/tasks/ts", Some(&ts("2").to_string()));
+    assert_eq!(names(&plan["replaced"]), ["ts"]);
+    // The new instance is there while the old one still runs.
+    let new = wait_for_value(LONG, || {
+        let t = task(&api, "ts");
+        t["pid"].as_u64().filter(|p| *p != old)
+    })
+    .unwrap();
+    assert!(
+        pid_alive(old as i32),
+        "the old instance waits for the new one to be ready"
+    );
+    assert!(
+        wait_for(LONG, || !pid_alive(old as i32)),
+        "then it is stopped"
+    );
+    let t = task(&api, "ts");
+    assert_eq!(t["pid"].as_u64(), Some(new));
+    assert_ne!(
+        t["port"].as_u64(),
+        Some(old_port),
+        "the new instance has its own port"
+    );
+    assert_eq!(t["ready"], true);
+    // Sticky: killed, it comes back on the same port.
+    let st = running_pid(&api, "st");
+    let port = task(&api, "st")["port"].as_u64();
+    // SAFETY: the task's live process, which the supervisor has not reaped (it is running).
+    unsafe { libc::kill(st as i32, libc::SIGKILL) };
+    assert!(wait_for(LONG, || task(&api, "st")["pid"]
+        .as_u64()
+        .is_some_and(|p| p != st)));
+    assert_eq!(task(&api, "st")["port"].as_u64(), port);
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}

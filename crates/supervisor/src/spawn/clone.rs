@@ -55,6 +55,8 @@ pub struct Child<'a> {
     pub nofile: Option<libc::rlimit>,
     /// The cgroup to start in.
     pub cgroup: Option<Placement>,
+    /// The user, group and supplementary groups to run as.
+    pub ids: Option<&'a super::identity::Ids>,
 }
 
 /// How a child gets into its cgroup.
@@ -76,6 +78,7 @@ pub enum Stage {
     Limit,
     Cwd,
     Exec,
+    Identity,
 }
 
 /// A failed start: the step, and the `errno` it failed with.
@@ -107,6 +110,12 @@ struct Ctx {
     /// Signals to set back to `SIG_DFL`, bit `sig - 1` for `sig`: those the supervisor
     /// ignores when the kernel reset its handlers, else all.
     reset: u64,
+    /// Switch ids (`setgroups`, `setgid`, `setuid`) before the exec.
+    set_ids: bool,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: *const libc::gid_t,
+    ngroups: usize,
     report: *mut Report,
 }
 
@@ -177,6 +186,11 @@ pub fn start(child: &Child<'_>) -> Result<u32, Failed> {
             _ => -1,
         },
         reset: u64::MAX,
+        set_ids: child.ids.is_some(),
+        uid: child.ids.map_or(0, |i| i.uid),
+        gid: child.ids.map_or(0, |i| i.gid),
+        groups: child.ids.map_or(std::ptr::null(), |i| i.groups.as_ptr()),
+        ngroups: child.ids.map_or(0, |i| i.groups.len()),
         report: &mut report,
     };
     let mut args = CloneArgs {
@@ -233,6 +247,7 @@ pub fn start(child: &Child<'_>) -> Result<u32, Failed> {
             3 => Stage::Limit,
             4 => Stage::Cwd,
             6 => Stage::Cgroup,
+            7 => Stage::Identity,
             _ => Stage::Exec,
         };
         return Err(fail(stage, io::Error::from_raw_os_error(r.errno)));
@@ -319,6 +334,15 @@ unsafe extern "C" fn child_main(ctx: *const Ctx) -> ! {
         }
         if !c.cwd.is_null() && libc::chdir(c.cwd) != 0 {
             fail(c.report, 4);
+        }
+        // Groups before the gid, the gid before the uid: once the uid is dropped, the rest
+        // can no longer be changed.
+        if c.set_ids
+            && (libc::setgroups(c.ngroups, c.groups) != 0
+                || libc::setgid(c.gid) != 0
+                || libc::setuid(c.uid) != 0)
+        {
+            fail(c.report, 7);
         }
         // Dispositions back to the default (what the supervisor ignores would stay ignored
         // across exec), then an empty mask. Through the raw system call: glibc's wrapper

@@ -13,6 +13,7 @@
 //! Task files are opened without blocking: a FIFO with no reader on the other end is a clear
 //! spawn error, not an event loop stuck in `open`.
 mod clone;
+pub mod identity;
 pub mod paths;
 
 use std::ffi::{CString, OsStr, OsString};
@@ -183,6 +184,8 @@ pub fn spawn(
     argv_ptrs.push(std::ptr::null_mut());
     let env_ptrs = environment(&extra, &extra_env);
 
+    let ids = identity::resolve(spec.user.as_deref(), spec.group.as_deref())
+        .map_err(|(field, message)| exec_err(io::Error::other(format!("{field}: {message}"))))?;
     let null = dev_null().map_err(exec_err)?;
     let fd_or_null = |f: &Option<OwnedFd>| f.as_ref().map_or(null, |f| f.as_raw_fd());
     let child = clone::Child {
@@ -193,6 +196,7 @@ pub fn spawn(
         cwd: cwd.as_deref(),
         nofile: TASK_NOFILE.get().copied(),
         cgroup,
+        ids: ids.as_ref(),
     };
     clone::start(&child).map_err(|f| match f.stage {
         clone::Stage::Cwd => SpawnError::Cwd {
@@ -200,6 +204,10 @@ pub fn spawn(
             source: f.error,
         },
         clone::Stage::Exec => exec_err(f.error),
+        clone::Stage::Identity => exec_err(io::Error::new(
+            f.error.kind(),
+            format!("cannot switch to the task's user or group: {}", f.error),
+        )),
         stage => exec_err(io::Error::new(
             f.error.kind(),
             format!("{stage:?} set-up failed: {}", f.error),
@@ -223,6 +231,7 @@ pub fn born_into_cgroup_survives(dir: RawFd) -> io::Result<bool> {
         cwd: None,
         nofile: None,
         cgroup: Some(Placement::Into(dir)),
+        ids: None,
     };
     match clone::start(&child) {
         // It ran, tried the exec, and was reaped.
