@@ -41,6 +41,7 @@ pub mod ctl;
 pub mod ctl_target;
 pub mod ctl_top;
 pub mod daemon;
+pub mod event_log;
 pub mod events;
 pub mod greeting;
 pub mod kill;

@@ -70,7 +70,7 @@ impl SdFile {
     pub fn spawn(
         self,
         control: mpsc::Sender<Envelope>,
-        events: broadcast::Receiver<Arc<str>>,
+        events: broadcast::Receiver<Arc<crate::event_log::Stamped>>,
     ) -> std::io::Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -81,7 +81,11 @@ impl SdFile {
         Ok(())
     }
 
-    async fn run(self, control: mpsc::Sender<Envelope>, mut events: broadcast::Receiver<Arc<str>>) {
+    async fn run(
+        self,
+        control: mpsc::Sender<Envelope>,
+        mut events: broadcast::Receiver<Arc<crate::event_log::Stamped>>,
+    ) {
         let mut written: Option<String> = None;
         let mut failing_since: Option<tokio::time::Instant> = None;
         let mut complained_at: Option<tokio::time::Instant> = None;

@@ -340,6 +340,10 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
         .context("cannot start the async runtime")?;
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(256);
     let (events_tx, _) = tokio::sync::broadcast::channel(4096);
+    let events_tx = crate::event_log::EventLog::new(
+        format!("{:x}", checkpoint_io::unix_ms(std::time::SystemTime::now())),
+        events_tx,
+    );
     let metrics = Metrics::default();
     if let Some((listener, local)) = listener.zip(api_addr) {
         let state = ApiState {

@@ -354,23 +354,34 @@ fn heartbeats_and_yoyo_events_reach_the_ubervisor() {
             "--report-interval=200ms",
         ],
     );
-    let mut heartbeat = None;
+    // Every report is the whole level: health, the tasks in yo-yo mode, the revision.
+    let mut first = None;
     let mut yoyo = None;
     let deadline = std::time::Instant::now() + LONG;
-    while (heartbeat.is_none() || yoyo.is_none()) && std::time::Instant::now() < deadline {
+    while yoyo.is_none() && std::time::Instant::now() < deadline {
         let Ok(v) = rx.recv_timeout(Duration::from_secs(1)) else {
             continue;
         };
-        match v["type"].as_str() {
-            Some("heartbeat") => heartbeat = Some(v),
-            Some("event") if v["event"]["type"] == "yoyo_entered" => yoyo = Some(v),
-            _ => {}
+        assert_eq!(v["type"], "level", "{v}");
+        if first.is_none() {
+            first = Some(v.clone());
+        }
+        if v["yoyo"].as_array().is_some_and(|a| !a.is_empty()) {
+            yoyo = Some(v);
         }
     }
-    let heartbeat = heartbeat.expect("a heartbeat");
-    assert_eq!(heartbeat["health"]["pid"].as_u64(), Some(sup.pid() as u64));
-    let yoyo = yoyo.expect("a yo-yo event");
-    assert_eq!(yoyo["event"]["task"], "crash");
+    let first = first.expect("a report");
+    assert_eq!(first["health"]["pid"].as_u64(), Some(sup.pid() as u64));
+    let yoyo = yoyo.expect("a report with the task in yo-yo mode");
+    assert_eq!(yoyo["yoyo"][0]["task"], "crash");
+    assert_eq!(yoyo["yoyo"][0]["uid"].as_str().map(str::len), Some(16));
+    assert!(yoyo["revision"].as_u64() >= first["revision"].as_u64());
+    // Reports keep coming every interval while nothing changes: a receiver that missed one
+    // has the level again within the interval.
+    let more = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("another report");
+    assert_eq!(more["type"], "level");
 }
 
 #[test]

@@ -466,3 +466,91 @@ fn start_first_starts_the_new_instance_before_the_old_one_stops_and_sticky_keeps
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));
 }
+
+/// The events of `GET /events` (name, id, data) read for `for_ms`, sent with `last_id`.
+fn sse(api: &str, last_id: Option<&str>, for_ms: u64) -> Vec<(String, String, String)> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(api).unwrap();
+    let mut req = format!("GET /events HTTP/1.1\r\nHost: {api}\r\nAccept: text/event-stream\r\n");
+    if let Some(id) = last_id {
+        req.push_str(&format!("Last-Event-ID: {id}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let (mut out, mut name, mut id, mut data) =
+        (Vec::new(), String::new(), String::new(), String::new());
+    let end = Instant::now() + Duration::from_millis(for_ms);
+    let mut line = String::new();
+    while Instant::now() < end {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(_) => continue,
+        }
+        let l = line.trim_end();
+        if let Some(v) = l.strip_prefix("event:") {
+            name = v.trim().to_string();
+        } else if let Some(v) = l.strip_prefix("id:") {
+            id = v.trim().to_string();
+        } else if let Some(v) = l.strip_prefix("data:") {
+            data = v.trim().to_string();
+        } else if l.is_empty() && !name.is_empty() {
+            out.push((
+                std::mem::take(&mut name),
+                std::mem::take(&mut id),
+                std::mem::take(&mut data),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn events_carry_ids_and_a_reconnect_gets_what_it_missed_or_a_resync() {
+    let mut sup = Sup::new();
+    sup.start(&list(&[sleeper("a").to_string()]), &[]);
+    let api = sup.api();
+    running_pid(&api, "a");
+    // Two restarts happen while no client listens.
+    let seen = sse(&api, None, 300);
+    assert!(
+        seen.is_empty(),
+        "no backlog without Last-Event-ID: {seen:?}"
+    );
+    let before: Vec<(String, String, String)> = {
+        let api2 = api.clone();
+        let t = std::thread::spawn(move || sse(&api2, None, 1500));
+        std::thread::sleep(Duration::from_millis(300));
+        call(&api, "POST", "/tasks/a/restart", None);
+        t.join().unwrap()
+    };
+    let last = before.last().expect("an event while listening");
+    assert_eq!(last.0, "task");
+    assert!(!last.1.is_empty(), "every event has an id");
+    let data: Value = serde_json::from_str(&last.2).unwrap();
+    assert_eq!(data["id"], last.1.as_str(), "the JSON carries the id too");
+    call(&api, "POST", "/tasks/a/restart", None);
+    assert!(wait_for(LONG, || task(&api, "a")["restarts"].as_u64()
+        == Some(2)
+        && task(&api, "a")["state"] == "running"));
+    // Reconnecting with the last id seen: the missed events come first, none twice.
+    let missed = sse(&api, Some(&last.1), 500);
+    assert!(
+        missed.iter().any(|e| e.2.contains("\"type\":\"restarted\"")),
+        "{missed:?}"
+    );
+    assert!(missed.iter().all(|e| e.1 != last.1));
+    // An id of another run (or too old) gets a resync marker.
+    let other = sse(&api, Some("0.1"), 500);
+    assert_eq!(
+        other.first().map(|e| e.0.as_str()),
+        Some("resync"),
+        "{other:?}"
+    );
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(), Some(0));
+}

@@ -301,7 +301,7 @@ impl Supervisor {
                                 false
                             }
                         },
-                        "lagged" => {
+                        "lagged" | "resync" => {
                             tracing::info!("the supervisor dropped events for us; re-reading the tasks");
                             next_read = Some(Instant::now().max(last_read + MIN_READ_GAP));
                             false

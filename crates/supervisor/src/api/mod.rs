@@ -38,7 +38,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -51,8 +50,8 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 #[derive(Clone)]
 pub struct ApiState {
     pub control: mpsc::Sender<Envelope>,
-    /// Task events, already encoded as JSON.
-    pub events: broadcast::Sender<Arc<str>>,
+    /// Task events, already encoded as JSON, with ids and the last ones kept.
+    pub events: crate::event_log::EventLog,
     pub token: Option<Token>,
     /// The supervisor's life-long counters (shared with the loop, which counts into them).
     pub metrics: Metrics,
@@ -318,24 +317,52 @@ async fn sd(State(s): State<ApiState>) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "application/json")], doc).into_response())
 }
 
+/// `GET /events`: each event with its id; a client reconnecting with `Last-Event-ID` first
+/// gets what it missed, or a `resync` event when that is no longer kept.
 async fn events(
     State(s): State<ApiState>,
+    headers: axum::http::HeaderMap,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = s.events.subscribe();
-    let stream = stream::unfold(rx, |mut rx| async move {
-        let event = match rx.recv().await {
-            Ok(json) => SseEvent::default().event("task").data(&*json),
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                // A slow reader missed events: say so, so a dashboard reloads the full state.
-                SseEvent::default()
-                    .event("lagged")
-                    .data(format!("{{\"type\":\"lagged\",\"missed\":{n}}}"))
-            }
-            Err(broadcast::error::RecvError::Closed) => return None,
-        };
-        Some((Ok(event), rx))
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let replay = s.events.replay(last.as_deref());
+    let log = s.events.clone();
+    let mut first: Vec<SseEvent> = Vec::new();
+    if replay.resync {
+        first.push(SseEvent::default().event("resync").data(
+            "{\"type\":\"resync\",\"why\":\"the events after Last-Event-ID are no longer kept: read GET /state\"}",
+        ));
+    }
+    let id = |e: &crate::event_log::Stamped| log.id(e.seq);
+    for e in &replay.missed {
+        first.push(SseEvent::default().event("task").id(id(e)).data(&*e.json));
+    }
+    let up_to = replay.up_to;
+    let backlog = stream::iter(first.into_iter().map(Ok));
+    let live = stream::unfold((rx, log), move |(mut rx, log)| async move {
+        loop {
+            let event = match rx.recv().await {
+                Ok(e) if e.seq <= up_to => continue,
+                Ok(e) => SseEvent::default()
+                    .event("task")
+                    .id(log.id(e.seq))
+                    .data(&*e.json),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    // A slow reader missed events: say so, so a dashboard reloads the full state.
+                    SseEvent::default()
+                        .event("resync")
+                        .data(format!("{{\"type\":\"resync\",\"missed\":{n}}}"))
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            return Some((Ok(event), (rx, log)));
+        }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    use futures_util::StreamExt;
+    Sse::new(backlog.chain(live)).keep_alive(KeepAlive::default())
 }
 
 async fn not_found() -> ApiError {

@@ -36,11 +36,10 @@ use serde_json::value::RawValue;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use supervisor_core::{Action, Core, Event, SupervisorIdentity};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 /// Where and how to checkpoint.
 pub struct DumpConfig {
@@ -71,7 +70,7 @@ pub struct Daemon {
     /// Requests from the API thread.
     control_rx: Option<mpsc::Receiver<Envelope>>,
     /// Task events as JSON, for `/events` and upstream reports.
-    events_tx: broadcast::Sender<Arc<str>>,
+    events_tx: crate::event_log::EventLog,
     /// Counters shared with the API thread.
     pub metrics: Metrics,
     /// Turns the loop's instants into wall-clock times for people.
@@ -100,7 +99,7 @@ impl Daemon {
         dump: Option<DumpConfig>,
         tracker: Tracker,
         control_rx: Option<mpsc::Receiver<Envelope>>,
-        events_tx: broadcast::Sender<Arc<str>>,
+        events_tx: crate::event_log::EventLog,
         metrics: Metrics,
     ) -> std::io::Result<Self> {
         let (writer, written_rx) = match &dump {
@@ -234,10 +233,11 @@ impl Daemon {
             } => self.metrics.restart_latency.observe(d.as_secs_f64()),
             _ => {}
         }
-        if self.events_tx.receiver_count() > 0 {
-            let json = event_json(e, crate::checkpoint_io::unix_ms(SystemTime::now())).to_string();
-            let _ = self.events_tx.send(Arc::from(json));
-        }
+        // Kept for reconnecting clients even while nobody listens.
+        self.events_tx.push(event_json(
+            e,
+            crate::checkpoint_io::unix_ms(SystemTime::now()),
+        ));
     }
 }
 
