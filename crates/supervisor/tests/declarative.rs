@@ -533,6 +533,7 @@ fn events_carry_ids_and_a_reconnect_gets_what_it_missed_or_a_resync() {
     assert!(!last.1.is_empty(), "every event has an id");
     let data: Value = serde_json::from_str(&last.2).unwrap();
     assert_eq!(data["id"], last.1.as_str(), "the JSON carries the id too");
+    assert_eq!(data["uid"], task(&api, "a")["uid"], "and the task's uid");
     call(&api, "POST", "/tasks/a/restart", None);
     assert!(wait_for(LONG, || task(&api, "a")["restarts"].as_u64()
         == Some(2)
@@ -540,7 +541,9 @@ fn events_carry_ids_and_a_reconnect_gets_what_it_missed_or_a_resync() {
     // Reconnecting with the last id seen: the missed events come first, none twice.
     let missed = sse(&api, Some(&last.1), 500);
     assert!(
-        missed.iter().any(|e| e.2.contains("\"type\":\"restarted\"")),
+        missed
+            .iter()
+            .any(|e| e.2.contains("\"type\":\"restarted\"")),
         "{missed:?}"
     );
     assert!(missed.iter().all(|e| e.1 != last.1));

@@ -409,6 +409,12 @@ impl Core {
         self.revision += 1;
     }
 
+    /// The uid of the task named `name`.
+    pub fn uid_of(&self, name: &str) -> Option<&str> {
+        let id = self.by_name.get(name)?;
+        self.get(*id).map(|t| t.uid.as_str())
+    }
+
     /// The revision of the state (see [`Core::apply`] and `GET /state`).
     pub fn revision(&self) -> u64 {
         self.revision

@@ -234,10 +234,15 @@ impl Daemon {
             _ => {}
         }
         // Kept for reconnecting clients even while nobody listens.
-        self.events_tx.push(event_json(
-            e,
-            crate::checkpoint_io::unix_ms(SystemTime::now()),
-        ));
+        let mut json = event_json(e, crate::checkpoint_io::unix_ms(SystemTime::now()));
+        let uid = json["task"]
+            .as_str()
+            .and_then(|name| self.core.uid_of(name))
+            .map(str::to_string);
+        if let (Some(uid), Some(m)) = (uid, json.as_object_mut()) {
+            m.insert("uid".into(), serde_json::Value::String(uid));
+        }
+        self.events_tx.push(json);
     }
 }
 
