@@ -51,9 +51,26 @@ fn run(args: &CtlArgs) -> Result<ExitCode, String> {
     if matches!(args.action, CtlAction::Pid) {
         return pid(&target, token.as_deref(), given);
     }
+    if let CtlAction::Logs {
+        name,
+        follow,
+        stderr,
+        lines,
+    } = &args.action
+    {
+        let ask = crate::ctl_logs::LogsAsk {
+            follow: *follow,
+            stderr: *stderr,
+            lines: *lines as usize,
+        };
+        crate::ctl_logs::run(&target, token.as_deref(), given, &ask, &encode(name))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (method, path, body) = match &args.action {
         CtlAction::Status => ("GET", "/tasks".to_string(), None),
-        CtlAction::Health | CtlAction::Pid => ("GET", "/health".to_string(), None),
+        CtlAction::Health | CtlAction::Pid | CtlAction::Logs { .. } => {
+            ("GET", "/health".to_string(), None)
+        }
         CtlAction::Restart { name } => ("POST", format!("/tasks/{}/restart", encode(name)), None),
         CtlAction::Stop { name } => ("POST", format!("/tasks/{}/stop", encode(name)), None),
         CtlAction::Start { name } => ("POST", format!("/tasks/{}/start", encode(name)), None),
@@ -86,7 +103,9 @@ fn run(args: &CtlArgs) -> Result<ExitCode, String> {
     } else {
         match &args.action {
             CtlAction::Status => print!("{}", status_table(&json)),
-            CtlAction::Health | CtlAction::Pid => print!("{}", health_text(&json)),
+            CtlAction::Health | CtlAction::Pid | CtlAction::Logs { .. } => {
+                print!("{}", health_text(&json))
+            }
             CtlAction::Add => println!(
                 "added {}",
                 json.get("name").and_then(|n| n.as_str()).unwrap_or("?")

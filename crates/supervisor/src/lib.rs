@@ -22,7 +22,10 @@
 //! - `greeting`: what the terminal shows at start: dashboard, log, how to stop, a task table.
 //! - `report`: heartbeats and yo-yo events to an ubervisor (`--report-url`).
 //! - `ctl`, `ctl_target`: `supervisor ctl`, a command line for the API (over
-//!   `servicekit::http_client`), and which supervisor it talks to.
+//!   `servicekit::http_client`), and which supervisor it talks to; `ctl_logs`: `ctl logs`, which
+//!   streams (hyper's client connection).
+//! - `task_logs`: a task's output and error files read for the API: the tail from the end,
+//!   following what is appended (truncation and rotation included).
 //! - `logging`: the log, written by a thread of its own through a bounded queue; SIGHUP reopen.
 //!
 //! # Theory of operation
@@ -36,6 +39,7 @@ pub mod checkpoint_io;
 pub mod cli;
 pub mod control;
 pub mod ctl;
+pub mod ctl_logs;
 pub mod ctl_target;
 pub mod daemon;
 pub mod events;
@@ -52,4 +56,5 @@ pub mod report;
 pub mod runtime;
 pub mod spawn;
 pub mod startup;
+pub mod task_logs;
 pub mod tracking;

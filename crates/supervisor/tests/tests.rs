@@ -12,6 +12,7 @@ mod dashboard;
 mod declarative;
 mod fsfaults;
 mod hostile;
+mod logs;
 mod logsink;
 mod run;
 mod safety;

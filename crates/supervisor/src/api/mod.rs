@@ -11,6 +11,7 @@
 //! | `GET /state?since=REV&wait=30s` | the tasks and revision, once the revision is above REV |
 //! | `POST /tasks/{name}/restart` `…/stop` `…/start` | control one task |
 //! | `DELETE /tasks/{name}` | stop and remove a task |
+//! | `GET /tasks/{name}/logs?stream=stdout\|stderr&tail=N&follow=1` | the last lines of a task's output or error file; `follow=1` streams what is appended |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /events` | Server-Sent Events: one `data:` JSON object per task event |
 //!
@@ -25,6 +26,7 @@
 //! before anything is done ([`instance`]).
 mod auth;
 pub mod instance;
+mod logs;
 mod state;
 
 use crate::control::{ApiError, ApplyBody, Envelope, Reply, Request, Snapshot};
@@ -70,6 +72,7 @@ pub fn router(state: ApiState) -> Router {
             "/tasks/{name}",
             get(get_task).delete(remove_task).put(apply_one),
         )
+        .route("/tasks/{name}/logs", get(logs::logs))
         .route("/state", get(state::long_poll))
         .route("/tasks/{name}/{action}", post(control_task))
         .route("/metrics", get(metrics))
