@@ -9,6 +9,8 @@
 //! - `precheck`: what must hold of a task's files before anything starts.
 //! - `tracking`: which processes belong to a group the core names (cgroups, or process groups
 //!   and markers), and signalling, checking and releasing them.
+//! - `usage`: each running instance's CPU time and memory (its cgroup, or `/proc`), measured on
+//!   the API thread from a snapshot.
 //! - `reaper`: the single `waitid` reaper.
 //! - `kill`: signalling a process group.
 //! - `checkpoint_io`: the dump lock, reading and writing the dump.
@@ -58,3 +60,4 @@ pub mod spawn;
 pub mod startup;
 pub mod task_logs;
 pub mod tracking;
+pub mod usage;

@@ -19,3 +19,4 @@ mod safety;
 mod terminal;
 mod timeservice;
 mod tracking;
+mod usage_limits;

@@ -185,7 +185,11 @@ async fn get_task(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     match ask(&s, Request::GetTask(name)).await? {
-        Reply::Task(t) => Ok(Json(t).into_response()),
+        Reply::Task(mut t) => {
+            let source = t.usage_source.take();
+            t.set_usage(crate::usage::measure(&[source]).pop().flatten());
+            Ok(Json(t).into_response())
+        }
         _ => Err(unexpected()),
     }
 }
@@ -301,9 +305,13 @@ async fn control_task(
 
 async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let snap = snapshot(&s).await?;
-    let text = s
-        .metrics
-        .render(&snap.views, snap.now, &snap.clock, snap.started);
+    let text = s.metrics.render(
+        &snap.views,
+        &snap.measure_usage(),
+        snap.now,
+        &snap.clock,
+        snap.started,
+    );
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
