@@ -14,7 +14,7 @@ use std::time::Duration;
 /// The placeholder replaced by the task's port in every argv element.
 pub const PORT_PLACEHOLDER: &str = "{{port}}";
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     "command",
     "name",
     "input",
@@ -26,6 +26,7 @@ const FIELDS: [&str; 11] = [
     "stop_signal",
     "stop_timeout",
     "autostart",
+    "limits",
 ];
 const MAX_NAME_LEN: usize = 64;
 
@@ -69,6 +70,9 @@ pub struct TaskSpec {
     /// Started when added (and at the supervisor's start); false: only on request.
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub autostart: bool,
+    /// Memory and CPU limits, enforced through the task's cgroup (see [`crate::limits`]).
+    #[serde(default, skip_serializing_if = "crate::limits::Limits::is_none")]
+    pub limits: crate::limits::Limits,
 }
 
 fn yes() -> bool {
@@ -93,6 +97,7 @@ impl Default for TaskSpec {
             stop_signal: None,
             stop_timeout: None,
             autostart: true,
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -396,6 +401,7 @@ fn check_task(
     let error = opt_path("error");
     let cwd = opt_path("cwd");
     let ctl = controls::check(obj, &mut |f, m| err(f, m));
+    let limits = crate::limits::check(obj, &mut |f, m| err(f, m));
     let mut env = BTreeMap::new();
     match obj.get("env") {
         None | Some(Value::Null) => {}
@@ -459,6 +465,7 @@ fn check_task(
             stop_signal: ctl.stop_signal,
             stop_timeout: ctl.stop_timeout,
             autostart: ctl.autostart,
+            limits,
         },
         explicit_name,
     })

@@ -11,6 +11,8 @@
 //!   and markers), and signalling, checking and releasing them.
 //! - `usage`: each running instance's CPU time and memory (its cgroup, or `/proc`), measured on
 //!   the API thread from a snapshot.
+//! - `limits_cgroup`: a task's `limits` through cgroups (v2 `memory.max`/`cpu.max`, or v1
+//!   cgroups the child joins first); the refusal where no controller is available.
 //! - `reaper`: the single `waitid` reaper.
 //! - `kill`: signalling a process group.
 //! - `checkpoint_io`: the dump lock, reading and writing the dump.
@@ -47,6 +49,7 @@ pub mod daemon;
 pub mod events;
 pub mod greeting;
 pub mod kill;
+pub mod limits_cgroup;
 pub mod log_queue;
 pub mod logging;
 pub mod metrics;

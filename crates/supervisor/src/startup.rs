@@ -59,6 +59,7 @@ pub fn main(args: Args) -> ExitCode {
         eprintln!("supervisor: standard input is empty.\n{USAGE_STDIN}");
         return ExitCode::from(2);
     }
+    crate::limits_cgroup::init(!args.no_cgroups);
     let specs = match parse_task_list(&text, args.port_range).and_then(check_files) {
         Ok(s) => s,
         Err(e) => {

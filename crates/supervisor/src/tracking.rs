@@ -103,6 +103,8 @@ pub struct Tracker {
     pooled_cpu: HashMap<PathBuf, u64>,
     /// The same baseline for each live instance, by generation.
     cpu_base: HashMap<u64, u64>,
+    /// Limited instances' controller settings and v1 cgroups.
+    limiter: crate::limits_cgroup::Limiter,
 }
 
 /// A cgroup made ready for a spawn.
@@ -158,6 +160,7 @@ impl Tracker {
             join,
             pooled_cpu: HashMap::new(),
             cpu_base: HashMap::new(),
+            limiter: crate::limits_cgroup::Limiter::new(root_name(instance)),
         }
     }
 
@@ -213,6 +216,18 @@ impl Tracker {
         self.cpu_base.insert(generation, base);
         self.dirs.insert(generation, dir);
         Ok(Some(CgroupFd { fd, join }))
+    }
+
+    /// After [`Tracker::prepare`]: the task's `limits` on its instance's cgroup (v2), or on v1
+    /// cgroups made for it, whose `cgroup.procs` the child joins first (the descriptors).
+    pub fn prepare_limits(
+        &mut self,
+        name: &str,
+        generation: u64,
+        limits: &supervisor_core::Limits,
+    ) -> io::Result<Vec<OwnedFd>> {
+        let v2 = self.dirs.get(&generation).map(PathBuf::as_path);
+        self.limiter.prepare(name, generation, limits, v2)
     }
 
     /// A leader of instance `generation` was spawned.
@@ -351,6 +366,7 @@ impl Tracker {
                 let killed = self.killed.remove(generation);
                 let seen_empty = self.empty_at_death.remove(generation);
                 self.cpu_base.remove(generation);
+                self.limiter.release(*generation);
                 if let Some(dir) = self.dirs.remove(generation) {
                     if !seen_empty && cgroup::populated(&dir).unwrap_or(true) {
                         // Processes survived SIGKILL (a stuck process): never reused.
@@ -393,6 +409,7 @@ impl Tracker {
 
     /// At a clean exit: the (empty) instance folder goes too.
     pub fn finish(&self) {
+        self.limiter.finish();
         if let Mode::Cgroup { root } = &self.mode {
             if let Err(e) = cgroup::remove(root) {
                 tracing::warn!(cgroup = %root.display(), error = %e, "cannot remove the supervisor's cgroup folder");
