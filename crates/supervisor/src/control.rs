@@ -91,7 +91,7 @@ impl Snapshot {
 
     /// Each view's CPU time and memory, read now (file reads: call it off the loop).
     pub fn measure_usage(&self) -> Vec<Option<crate::usage::Usage>> {
-        let mut u = crate::usage::measure(&self.usage);
+        let mut u = crate::usage::lookup(&self.usage);
         u.resize(self.views.len(), None);
         u
     }
