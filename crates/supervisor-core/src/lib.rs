@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`spec`]: the task list (JSON) → validated [`TaskSpec`]s, reporting every problem at once.
 //! - [`controls`]: the per-task controls (`restart`, `stop_signal`, `stop_timeout`, `autostart`).
+//! - [`limits`]: the `limits` field (memory and cpu), validated; the shell enforces it.
 //! - [`ports`]: `--port-range` parsing and the round-robin [`PortAllocator`].
 //! - [`backoff`]: exponential, jittered restart delays from a seeded generator.
 //! - [`status`]: how a process ended ([`ExitStatus`]) and signal names.
@@ -33,6 +34,7 @@ pub mod checkpoint;
 pub mod checks;
 pub mod controls;
 pub mod core;
+pub mod limits;
 pub mod ports;
 pub mod spec;
 pub mod status;
@@ -49,6 +51,7 @@ pub use crate::core::{ControlError, Core};
 pub use backoff::{Backoff, SplitMix64};
 pub use checkpoint::{Checkpoint, CheckpointError, SupervisorIdentity, TaskRecord};
 pub use controls::RestartPolicy;
+pub use limits::Limits;
 pub use ports::{PortAllocator, PortRange, PortRangeError};
 pub use spec::{ConfigError, ConfigErrors, TaskSpec, parse_task, parse_task_list};
 pub use status::{ExitStatus, signal_name};

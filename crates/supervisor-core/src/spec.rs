@@ -15,7 +15,7 @@ use std::time::Duration;
 /// The placeholder replaced by the task's port in every argv element.
 pub const PORT_PLACEHOLDER: &str = "{{port}}";
 
-const FIELDS: [&str; 19] = [
+const FIELDS: [&str; 20] = [
     "command",
     "name",
     "input",
@@ -35,6 +35,7 @@ const FIELDS: [&str; 19] = [
     "instances",
     "ready",
     "health",
+    "limits",
 ];
 const MAX_NAME_LEN: usize = 64;
 
@@ -99,6 +100,9 @@ pub struct TaskSpec {
     /// A check that restarts the task after `failures` failures in a row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Check>,
+    /// Memory and CPU limits, enforced through the task's cgroup (see [`crate::limits`]).
+    #[serde(default, skip_serializing_if = "crate::limits::Limits::is_none")]
+    pub limits: crate::limits::Limits,
 }
 
 fn yes() -> bool {
@@ -130,6 +134,7 @@ impl Default for TaskSpec {
             depends_on: Vec::new(),
             ready: None,
             health: None,
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -462,6 +467,7 @@ fn check_task(
             "\"start-first\" runs two instances at once: give the task a {{port}} (each instance gets its own) or a ready check".into(),
         );
     }
+    let limits = crate::limits::check(obj, &mut |f, m| err(f, m));
     let mut env = BTreeMap::new();
     match obj.get("env") {
         None | Some(Value::Null) => {}
@@ -532,6 +538,7 @@ fn check_task(
             depends_on: ctl.depends_on,
             ready,
             health,
+            limits,
         },
         instances: ctl.instances,
         explicit_name,

@@ -91,6 +91,21 @@ pub enum CtlAction {
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = top_interval)]
         interval: Duration,
     },
+    /// Print a task's last lines of output (like `supervisorctl tail`); with -f, go on
+    /// printing what it appends until interrupted.
+    Logs {
+        name: String,
+        /// Follow: print appended lines as they come (a truncated file is followed from its
+        /// start again, as after logrotate's copytruncate).
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// The task's error file instead of its output file.
+        #[arg(long)]
+        stderr: bool,
+        /// How many of the last lines to print first (at most 10000).
+        #[arg(short = 'n', long = "lines", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+        lines: u32,
+    },
 }
 
 /// `ctl top --interval`: from 100 ms (faster only measures the sampling) to a minute.

@@ -72,6 +72,8 @@ pub enum Reply {
 #[derive(Debug)]
 pub struct Snapshot {
     pub views: Vec<TaskView>,
+    /// Where each view's usage is read (same order; `None` without a live leader).
+    pub usage: Vec<Option<crate::usage::Source>>,
     /// The core's revision: equal revisions, equal task state (`GET /state`).
     pub revision: u64,
     pub now: Instant,
@@ -90,10 +92,23 @@ pub struct Snapshot {
 impl Snapshot {
     /// `GET /tasks`.
     pub fn tasks(&self) -> Vec<TaskJson> {
+        let usage = self.measure_usage();
         self.views
             .iter()
-            .map(|v| TaskJson::from_view(v, self.now, &self.clock))
+            .zip(usage)
+            .map(|(v, u)| {
+                let mut t = TaskJson::from_view(v, self.now, &self.clock);
+                t.set_usage(u);
+                t
+            })
             .collect()
+    }
+
+    /// Each view's CPU time and memory, read now (file reads: call it off the loop).
+    pub fn measure_usage(&self) -> Vec<Option<crate::usage::Usage>> {
+        let mut u = crate::usage::lookup(&self.usage);
+        u.resize(self.views.len(), None);
+        u
     }
 
     /// `GET /health`: degraded while a task is in yo-yo mode or cannot be started, while the
@@ -322,9 +337,23 @@ pub struct TaskJson {
     pub reason: Option<String>,
     pub output: Option<String>,
     pub error: Option<String>,
+    /// CPU time (user + system) of the running instance, its processes together; `null`
+    /// without one.
+    pub cpu_seconds: Option<f64>,
+    /// Memory of the running instance: its cgroup's `memory.current`, else the resident set
+    /// of its processes; `null` without one.
+    pub memory_bytes: Option<u64>,
+    /// Where the loop said the usage is read; filled in on the API thread.
+    #[serde(skip)]
+    pub usage_source: Option<crate::usage::Source>,
 }
 
 impl TaskJson {
+    pub fn set_usage(&mut self, u: Option<crate::usage::Usage>) {
+        self.cpu_seconds = u.map(|u| u.cpu_seconds);
+        self.memory_bytes = u.map(|u| u.memory_bytes);
+    }
+
     pub fn from_view(v: &TaskView, now: Instant, clock: &Clock) -> Self {
         let running = v.state == TaskState::Running;
         let retry_in = v
@@ -374,6 +403,9 @@ impl TaskJson {
             reason: crate::reason::reason(v, now),
             output: v.spec.output.clone(),
             error: v.spec.error.clone(),
+            cpu_seconds: None,
+            memory_bytes: None,
+            usage_source: None,
         }
     }
 }

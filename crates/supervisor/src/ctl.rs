@@ -54,9 +54,24 @@ fn run(args: &CtlArgs) -> Result<ExitCode, String> {
     if let CtlAction::Top { once, interval } = args.action {
         return crate::ctl_top::run(&target, token.as_deref(), given, once, interval);
     }
+    if let CtlAction::Logs {
+        name,
+        follow,
+        stderr,
+        lines,
+    } = &args.action
+    {
+        let ask = crate::ctl_logs::LogsAsk {
+            follow: *follow,
+            stderr: *stderr,
+            lines: *lines as usize,
+        };
+        crate::ctl_logs::run(&target, token.as_deref(), given, &ask, &encode(name))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (method, path, body) = match &args.action {
         CtlAction::Status => ("GET", "/tasks".to_string(), None),
-        CtlAction::Health | CtlAction::Pid | CtlAction::Top { .. } => {
+        CtlAction::Health | CtlAction::Pid | CtlAction::Top { .. } | CtlAction::Logs { .. } => {
             ("GET", "/health".to_string(), None)
         }
         CtlAction::Restart { name } => ("POST", format!("/tasks/{}/restart", encode(name)), None),
@@ -91,7 +106,7 @@ fn run(args: &CtlArgs) -> Result<ExitCode, String> {
     } else {
         match &args.action {
             CtlAction::Status => print!("{}", status_table(&json)),
-            CtlAction::Health | CtlAction::Pid | CtlAction::Top { .. } => {
+            CtlAction::Health | CtlAction::Pid | CtlAction::Top { .. } | CtlAction::Logs { .. } => {
                 print!("{}", health_text(&json))
             }
             CtlAction::Add => println!(
@@ -288,7 +303,33 @@ fn uptime(secs: f64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
-/// An aligned table: NAME STATE PID PORT RESTARTS UPTIME LAST EXIT REASON.
+/// `12.3s` / `2h05m` of CPU time.
+fn cpu_text(secs: f64) -> String {
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let s = secs as u64;
+        format!("{}h{:02}m", s / 3600, (s / 60) % 60)
+    }
+}
+
+/// Bytes in binary units, one decimal: `812K`, `12.5M`, `1.2G`.
+fn bytes_text(b: u64) -> String {
+    let mut v = b as f64;
+    for unit in ["B", "K", "M", "G"] {
+        if v < 1024.0 {
+            return if unit == "B" {
+                format!("{b}B")
+            } else {
+                format!("{v:.1}{unit}")
+            };
+        }
+        v /= 1024.0;
+    }
+    format!("{v:.1}T")
+}
+
+/// An aligned table: NAME STATE PID PORT RESTARTS UPTIME CPU MEM LAST EXIT REASON.
 pub fn status_table(tasks: &serde_json::Value) -> String {
     let mut rows = vec![
         [
@@ -298,6 +339,8 @@ pub fn status_table(tasks: &serde_json::Value) -> String {
             "PORT",
             "RESTARTS",
             "UPTIME",
+            "CPU",
+            "MEM",
             "LAST EXIT",
             "REASON",
         ]
@@ -330,6 +373,14 @@ pub fn status_table(tasks: &serde_json::Value) -> String {
                 .and_then(|u| u.as_f64())
                 .map(uptime)
                 .unwrap_or_else(|| "-".into()),
+            t.get("cpu_seconds")
+                .and_then(|u| u.as_f64())
+                .map(cpu_text)
+                .unwrap_or_else(|| "-".into()),
+            t.get("memory_bytes")
+                .and_then(|u| u.as_u64())
+                .map(bytes_text)
+                .unwrap_or_else(|| "-".into()),
             t.get("last_exit")
                 .and_then(|e| e.get("status"))
                 .and_then(|s| s.as_str())
@@ -341,7 +392,7 @@ pub fn status_table(tasks: &serde_json::Value) -> String {
                 .to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

@@ -9,6 +9,10 @@
 //! - `precheck`: what must hold of a task's files before anything starts.
 //! - `tracking`: which processes belong to a group the core names (cgroups, or process groups
 //!   and markers), and signalling, checking and releasing them.
+//! - `usage`: each running instance's CPU time and memory (its cgroup, or `/proc`), measured on
+//!   the API thread from a snapshot.
+//! - `limits_cgroup`: a task's `limits` through cgroups (v2 `memory.max`/`cpu.max`, or v1
+//!   cgroups the child joins first); the refusal where no controller is available.
 //! - `reaper`: the single `waitid` reaper.
 //! - `kill`: signalling a process group.
 //! - `checkpoint_io`: the dump lock, reading and writing the dump.
@@ -25,6 +29,10 @@
 //! - `report`: heartbeats and yo-yo events to an ubervisor (`--report-url`).
 //! - `ctl`, `ctl_target`: `supervisor ctl`, a command line for the API (over
 //!   `servicekit::http_client`), and which supervisor it talks to; `ctl_top`: its live view.
+//!   `servicekit::http_client`), and which supervisor it talks to; `ctl_logs`: `ctl logs`, which
+//!   streams (hyper's client connection).
+//! - `task_logs`: a task's output and error files read for the API: the tail from the end,
+//!   following what is appended (truncation and rotation included).
 //! - `logging`: the log, written by a thread of its own through a bounded queue; SIGHUP reopen.
 //!
 //! # Theory of operation
@@ -38,6 +46,7 @@ pub mod checkpoint_io;
 pub mod cli;
 pub mod control;
 pub mod ctl;
+pub mod ctl_logs;
 pub mod ctl_target;
 pub mod ctl_top;
 pub mod daemon;
@@ -45,6 +54,7 @@ pub mod event_log;
 pub mod events;
 pub mod greeting;
 pub mod kill;
+pub mod limits_cgroup;
 pub mod log_queue;
 pub mod logging;
 pub mod metrics;
@@ -60,4 +70,6 @@ pub mod sd;
 pub mod sd_file;
 pub mod spawn;
 pub mod startup;
+pub mod task_logs;
 pub mod tracking;
+pub mod usage;

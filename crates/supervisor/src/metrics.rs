@@ -48,6 +48,7 @@ impl Metrics {
     pub fn render(
         &self,
         views: &[TaskView],
+        usage: &[Option<crate::usage::Usage>],
         now: Instant,
         clock: &Clock,
         started: Instant,
@@ -59,6 +60,17 @@ impl Metrics {
         let restarts = Family::<Labels, Counter>::default();
         let start_time = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let port = Family::<Labels, Gauge>::default();
+        let cpu = Family::<Labels, Counter<f64, AtomicU64>>::default();
+        let memory = Family::<Labels, Gauge>::default();
+        for (v, u) in views.iter().zip(usage) {
+            if let Some(u) = u {
+                let l = vec![("task".to_string(), v.spec.name.clone())];
+                cpu.get_or_create(&l).inc_by(u.cpu_seconds);
+                memory
+                    .get_or_create(&l)
+                    .set(i64::try_from(u.memory_bytes).unwrap_or(i64::MAX));
+            }
+        }
         for v in views {
             let l = vec![("task".to_string(), v.spec.name.clone())];
             up.get_or_create(&l)
@@ -123,6 +135,18 @@ impl Metrics {
             "supervisor_task_port",
             "The port the task's current process was given",
             port,
+        );
+        r.register_with_unit(
+            "supervisor_task_cpu",
+            "CPU time (user + system) of the task's running instance, its processes together",
+            Unit::Seconds,
+            cpu,
+        );
+        r.register_with_unit(
+            "supervisor_task_memory",
+            "Memory of the task's running instance (its cgroup's memory.current, else the resident set of its processes)",
+            Unit::Bytes,
+            memory,
         );
         r.register("supervisor_tasks", "Tasks by state", by_state);
         r.register(

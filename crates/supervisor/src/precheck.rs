@@ -46,6 +46,9 @@ pub fn check_one(spec: &TaskSpec, index: usize) -> Vec<ConfigError> {
             err("command[0]", format!("{e}{hint}"));
         }
     }
+    for (field, problem) in crate::limits_cgroup::problems(&spec.limits) {
+        err(field, problem);
+    }
     if let Some(cwd) = &spec.cwd {
         let dir = paths::absolute(cwd);
         match std::fs::metadata(&dir) {

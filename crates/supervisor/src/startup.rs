@@ -84,6 +84,7 @@ pub fn main(args: Args) -> ExitCode {
         // Cluster mode without node-local tasks.
         text = "[]".into();
     }
+    crate::limits_cgroup::init(!args.no_cgroups);
     let parsed = if text.trim() == "[]" && cluster {
         Ok(Vec::new())
     } else {

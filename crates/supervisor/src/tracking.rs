@@ -98,6 +98,13 @@ pub struct Tracker {
     /// Tasks join their cgroup as their first step instead of being born in it (see the
     /// module doc).
     join: bool,
+    /// CPU time (`usage_usec`) an emptied, pooled cgroup had used, read when it was released:
+    /// the next instance's usage is counted from there ([`crate::usage`]).
+    pooled_cpu: HashMap<PathBuf, u64>,
+    /// The same baseline for each live instance, by generation.
+    cpu_base: HashMap<u64, u64>,
+    /// Limited instances' controller settings and v1 cgroups.
+    limiter: crate::limits_cgroup::Limiter,
 }
 
 /// A cgroup made ready for a spawn.
@@ -151,6 +158,9 @@ impl Tracker {
             pool: HashMap::new(),
             retired: Vec::new(),
             join,
+            pooled_cpu: HashMap::new(),
+            cpu_base: HashMap::new(),
+            limiter: crate::limits_cgroup::Limiter::new(root_name(instance)),
         }
     }
 
@@ -165,6 +175,15 @@ impl Tracker {
     /// The cgroup folder of instance `generation`, once [`Tracker::prepare`] gave it one.
     pub fn instance_dir(&self, generation: u64) -> Option<&Path> {
         self.dirs.get(&generation).map(PathBuf::as_path)
+    }
+
+    /// Where the usage of a live instance is read ([`crate::usage`]), for snapshots.
+    pub fn usage_source(&self, pid: u32, generation: u64) -> crate::usage::Source {
+        crate::usage::Source {
+            pid,
+            cgroup: self.dirs.get(&generation).cloned(),
+            cpu_base_usec: self.cpu_base.get(&generation).copied().unwrap_or(0),
+        }
     }
 
     /// Before a spawn: a cgroup for instance `generation` of task `name` (one of the task's
@@ -193,8 +212,22 @@ impl Tracker {
                 open(&dir)?
             }
         };
+        let base = self.pooled_cpu.remove(&dir).unwrap_or(0);
+        self.cpu_base.insert(generation, base);
         self.dirs.insert(generation, dir);
         Ok(Some(CgroupFd { fd, join }))
+    }
+
+    /// After [`Tracker::prepare`]: the task's `limits` on its instance's cgroup (v2), or on v1
+    /// cgroups made for it, whose `cgroup.procs` the child joins first (the descriptors).
+    pub fn prepare_limits(
+        &mut self,
+        name: &str,
+        generation: u64,
+        limits: &supervisor_core::Limits,
+    ) -> io::Result<Vec<OwnedFd>> {
+        let v2 = self.dirs.get(&generation).map(PathBuf::as_path);
+        self.limiter.prepare(name, generation, limits, v2)
     }
 
     /// A leader of instance `generation` was spawned.
@@ -332,6 +365,8 @@ impl Tracker {
                 self.pinned.remove(generation);
                 let killed = self.killed.remove(generation);
                 let seen_empty = self.empty_at_death.remove(generation);
+                self.cpu_base.remove(generation);
+                self.limiter.release(*generation);
                 if let Some(dir) = self.dirs.remove(generation) {
                     if !seen_empty && cgroup::populated(&dir).unwrap_or(true) {
                         // Processes survived SIGKILL (a stuck process): never reused.
@@ -339,6 +374,10 @@ impl Tracker {
                     } else if killed {
                         self.retired.push(dir);
                     } else {
+                        // Off the restart path (after the reap): one small read.
+                        if let Some(used) = crate::usage::cpu_usec(&dir) {
+                            self.pooled_cpu.insert(dir.clone(), used);
+                        }
                         self.pool.entry(name.clone()).or_default().push(dir);
                     }
                 }
@@ -361,6 +400,7 @@ impl Tracker {
     /// Task `name` was removed: its empty cgroups go.
     pub fn task_removed(&mut self, name: &str) {
         for dir in self.pool.remove(name).unwrap_or_default() {
+            self.pooled_cpu.remove(&dir);
             if let Err(e) = cgroup::remove(&dir) {
                 tracing::debug!(cgroup = %dir.display(), error = %e, "cgroup not removed");
             }
@@ -369,6 +409,7 @@ impl Tracker {
 
     /// At a clean exit: the (empty) instance folder goes too.
     pub fn finish(&self) {
+        self.limiter.finish();
         if let Mode::Cgroup { root } = &self.mode {
             if let Err(e) = cgroup::remove(root) {
                 tracing::warn!(cgroup = %root.display(), error = %e, "cannot remove the supervisor's cgroup folder");

@@ -3,6 +3,7 @@
 //! - `PUT /tasks` with N new tasks: until all N run (goal: ≤ 3 s for 10 000);
 //! - the same list again (nothing to do), and with one task changed: the PUT's round trip,
 //!   which is the loop's time for the apply plus parsing and the answer (goal: ≤ 50 ms).
+//!
 //! Medians over `--reps`. Every process it starts is stopped by pid (the supervisor stops its
 //! tasks on SIGTERM).
 //!
@@ -73,7 +74,10 @@ fn run(child: &mut std::process::Child, port: u16, n: usize, reps: usize) -> Res
     }
     let task = bench::task::binary();
     if !task.exists() {
-        bail!("{} is not built: run `cargo run --release -p bench -- --quick` once, or build crates/bench-task", task.display());
+        bail!(
+            "{} is not built: run `cargo run --release -p bench -- --quick` once, or build crates/bench-task",
+            task.display()
+        );
     }
     let task = task.display().to_string();
     let full = list(&task, n, None);
@@ -108,7 +112,10 @@ fn run(child: &mut std::process::Child, port: u16, n: usize, reps: usize) -> Res
         one.push(t.elapsed().as_secs_f64() * 1e3);
         let plan: serde_json::Value = serde_json::from_str(&body)?;
         if status != 200 || plan["replaced"].as_array().map(Vec::len) != Some(1) {
-            bail!("one change should replace one task: {status} {}", &body[..body.len().min(300)]);
+            bail!(
+                "one change should replace one task: {status} {}",
+                &body[..body.len().min(300)]
+            );
         }
         // Back to the full list (the changed task is replaced again) before the next round.
         request(port, "PUT", "/tasks", Some(&full))?;
@@ -121,8 +128,14 @@ fn run(child: &mut std::process::Child, port: u16, n: usize, reps: usize) -> Res
     println!("|---|---|---|");
     println!("| PUT /tasks with {n} new tasks: answered | {put_ms:.1} ms | - |");
     println!("| PUT /tasks with {n} new tasks: all running | {all_running:.2} s | ≤ 3 s |");
-    println!("| PUT /tasks, nothing changed | {:.1} ms | - |", median(&mut same));
-    println!("| PUT /tasks, one task changed among {n} | {:.1} ms | ≤ 50 ms |", median(&mut one));
+    println!(
+        "| PUT /tasks, nothing changed | {:.1} ms | - |",
+        median(&mut same)
+    );
+    println!(
+        "| PUT /tasks, one task changed among {n} | {:.1} ms | ≤ 50 ms |",
+        median(&mut one)
+    );
     Ok(())
 }
 
@@ -141,6 +154,9 @@ fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> Result<(u
     s.read_to_end(&mut buf)?;
     let status = bench::api::parse_status(&buf)?;
     let text = String::from_utf8_lossy(&buf);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     Ok((status, body))
 }

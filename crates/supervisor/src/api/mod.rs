@@ -11,6 +11,7 @@
 //! | `GET /state?since=REV&wait=30s` | the tasks and revision, once the revision is above REV |
 //! | `POST /tasks/{name}/restart` `…/stop` `…/start` | control one task |
 //! | `DELETE /tasks/{name}` | stop and remove a task |
+//! | `GET /tasks/{name}/logs?stream=stdout\|stderr&tail=N&follow=1` | the last lines of a task's output or error file; `follow=1` streams what is appended |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /events` | Server-Sent Events: one `data:` JSON object per task event |
 //! | `GET /sd` | Prometheus service discovery (http_sd): running tasks with a port, and us ([`crate::sd`]) |
@@ -26,6 +27,7 @@
 //! before anything is done ([`instance`]).
 mod auth;
 pub mod instance;
+mod logs;
 mod state;
 
 use crate::control::{ApiError, ApplyBody, Envelope, Reply, Request, Snapshot};
@@ -72,6 +74,7 @@ pub fn router(state: ApiState) -> Router {
             "/tasks/{name}",
             get(get_task).delete(remove_task).put(apply_one),
         )
+        .route("/tasks/{name}/logs", get(logs::logs))
         .route("/state", get(state::long_poll))
         .route("/tasks/{name}/{action}", post(control_task))
         .route("/metrics", get(metrics))
@@ -185,7 +188,11 @@ async fn get_task(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     match ask(&s, Request::GetTask(name)).await? {
-        Reply::Task(t) => Ok(Json(t).into_response()),
+        Reply::Task(mut t) => {
+            let source = t.usage_source.take();
+            t.set_usage(crate::usage::measure(&[source]).pop().flatten());
+            Ok(Json(t).into_response())
+        }
         _ => Err(unexpected()),
     }
 }
@@ -303,6 +310,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let snap = snapshot(&s).await?;
     let text = s.metrics.render(
         &snap.views,
+        &snap.measure_usage(),
         snap.now,
         &snap.clock,
         snap.started,

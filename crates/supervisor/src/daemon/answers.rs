@@ -185,13 +185,24 @@ impl Daemon {
             .core
             .view(id)
             .ok_or_else(|| ApiError::new(404, format!("no task named {name:?}")))?;
-        Ok(TaskJson::from_view(&v, now, &self.clock))
+        let mut t = TaskJson::from_view(&v, now, &self.clock);
+        t.usage_source = self.usage_source(&v);
+        Ok(t)
+    }
+
+    /// Where a running instance's usage is read; `None` for a task without a live leader.
+    fn usage_source(&self, v: &supervisor_core::TaskView) -> Option<crate::usage::Source> {
+        let pid = v.pid?;
+        Some(self.tracker.usage_source(pid, v.generation))
     }
 
     /// The state the read-only requests need; the API thread does the rest.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let views = self.core.views();
+        let usage = views.iter().map(|v| self.usage_source(v)).collect();
         Snapshot {
-            views: self.core.views(),
+            views,
+            usage,
             revision: self.core.revision(),
             now,
             clock: self.clock,

@@ -2,6 +2,7 @@
 use super::Daemon;
 use crate::recovery;
 use crate::{spawn, tracking};
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 use supervisor_core::{Action, Input};
 
@@ -28,16 +29,26 @@ impl Daemon {
                         return;
                     }
                 }
-                let started = match self.tracker.prepare(&spec.name, generation) {
-                    Ok(cgroup) => spawn::spawn(
-                        &spec,
-                        &argv,
-                        port,
-                        &self.identity.instance,
-                        generation,
-                        cgroup.as_ref().map(tracking::CgroupFd::placement),
-                    )
-                    .map_err(|e| e.to_string()),
+                let prepared = self.tracker.prepare(&spec.name, generation).and_then(|cg| {
+                    let limited =
+                        self.tracker
+                            .prepare_limits(&spec.name, generation, &spec.limits)?;
+                    Ok((cg, limited))
+                });
+                let started = match prepared {
+                    Ok((cgroup, limited)) => {
+                        let also: Vec<_> = limited.iter().map(AsRawFd::as_raw_fd).collect();
+                        spawn::spawn(
+                            &spec,
+                            &argv,
+                            port,
+                            &self.identity.instance,
+                            generation,
+                            cgroup.as_ref().map(tracking::CgroupFd::placement),
+                            &also,
+                        )
+                        .map_err(|e| e.to_string())
+                    }
                     Err(e) => Err(format!("cannot make the task's cgroup: {e}")),
                 };
                 let input = match started {

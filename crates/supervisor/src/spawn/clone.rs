@@ -57,6 +57,9 @@ pub struct Child<'a> {
     pub cgroup: Option<Placement>,
     /// The user, group and supplementary groups to run as.
     pub ids: Option<&'a super::identity::Ids>,
+    /// More `cgroup.procs` descriptors to write `0` to first: the v1 cgroups of a task's
+    /// limits (`crate::limits_cgroup`), -1 where unused.
+    pub also_join: [RawFd; 2],
 }
 
 /// How a child gets into its cgroup.
@@ -107,6 +110,8 @@ struct Ctx {
     set_nofile: bool,
     /// `cgroup.procs` to join first, or -1.
     join: RawFd,
+    /// Further ones (v1 limits), -1 where unused.
+    also_join: [RawFd; 2],
     /// Signals to set back to `SIG_DFL`, bit `sig - 1` for `sig`: those the supervisor
     /// ignores when the kernel reset its handlers, else all.
     reset: u64,
@@ -185,6 +190,7 @@ pub fn start(child: &Child<'_>) -> Result<u32, Failed> {
             Some(Placement::Join(fd)) => fd,
             _ => -1,
         },
+        also_join: child.also_join,
         reset: u64::MAX,
         set_ids: child.ids.is_some(),
         uid: child.ids.map_or(0, |i| i.uid),
@@ -319,6 +325,11 @@ unsafe extern "C" fn child_main(ctx: *const Ctx) -> ! {
         let c = &*ctx;
         if c.join >= 0 && libc::write(c.join, b"0".as_ptr().cast(), 1) != 1 {
             fail(c.report, 6);
+        }
+        for fd in c.also_join {
+            if fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(c.report, 6);
+            }
         }
         for target in 0..3 {
             let src = c.stdio[target as usize];

@@ -129,6 +129,7 @@ pub fn spawn(
     instance: &str,
     generation: u64,
     cgroup: Option<Placement>,
+    also_join: &[RawFd],
 ) -> Result<u32, SpawnError> {
     let program = argv.first().ok_or_else(|| SpawnError::Exec {
         program: String::new(),
@@ -197,6 +198,10 @@ pub fn spawn(
         nofile: TASK_NOFILE.get().copied(),
         cgroup,
         ids: ids.as_ref(),
+        also_join: [
+            also_join.first().copied().unwrap_or(-1),
+            also_join.get(1).copied().unwrap_or(-1),
+        ],
     };
     clone::start(&child).map_err(|f| match f.stage {
         clone::Stage::Cwd => SpawnError::Cwd {
@@ -232,6 +237,7 @@ pub fn born_into_cgroup_survives(dir: RawFd) -> io::Result<bool> {
         nofile: None,
         cgroup: Some(Placement::Into(dir)),
         ids: None,
+        also_join: [-1, -1],
     };
     match clone::start(&child) {
         // It ran, tried the exec, and was reaped.
