@@ -41,8 +41,8 @@ pub enum Request {
 /// What `PUT` brought.
 #[derive(Debug)]
 pub enum ApplyBody {
-    /// The whole list, as text in the stdin format.
-    List(String),
+    /// A whole list already parsed and checked (by the API thread, with the same port range).
+    Checked(Vec<supervisor_core::TaskSpec>),
     /// One task object, for the task the path names.
     One {
         name: String,

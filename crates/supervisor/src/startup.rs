@@ -361,6 +361,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
                     .map(|d| crate::runtime::absolute(d).display().to_string()),
             },
             addr: Some(local),
+            ports: args.port_range,
         };
         api::spawn_server(listener, state).context("cannot start the API thread")?;
         tracing::info!(addr = %local, auth = api.token.is_some(), "API listening: dashboard at http://{local}/");

@@ -61,6 +61,9 @@ pub struct ApiState {
     pub me: Me,
     /// The API's own address, listed in `/sd` as the supervisor's target.
     pub addr: Option<std::net::SocketAddr>,
+    /// `--port-range`: a task list is parsed and checked here, on the API thread, so that an
+    /// apply of 10 000 tasks costs the event loop only the comparison.
+    pub ports: Option<supervisor_core::PortRange>,
 }
 
 /// The router with every endpoint.
@@ -241,9 +244,25 @@ async fn apply_list(
             "the body is not UTF-8 text: expected a task list (a JSON array of task objects)",
         )
     })?;
+    let dry_run = q.dry_run()?;
+    let ports = s.ports;
+    // Parsing and the file checks (a stat or two per task) off the loop, off this runtime.
+    let checked = tokio::task::spawn_blocking(move || {
+        supervisor_core::parse_task_list(&text, ports).and_then(|specs| {
+            let problems = crate::precheck::check(&specs, 1);
+            if problems.is_empty() {
+                Ok(specs)
+            } else {
+                Err(supervisor_core::ConfigErrors(problems))
+            }
+        })
+    })
+    .await
+    .map_err(|_| ApiError::new(500, "the task list check did not finish"))?;
+    let specs = checked.map_err(ApiError::from)?;
     let request = Request::Apply {
-        body: ApplyBody::List(text),
-        dry_run: q.dry_run()?,
+        body: ApplyBody::Checked(specs),
+        dry_run,
     };
     applied(ask(&s, request).await?)
 }

@@ -6,7 +6,7 @@ use crate::control::{
 use crate::precheck;
 use std::collections::HashSet;
 use std::time::Instant;
-use supervisor_core::{ConfigErrors, parse_task, parse_task_list};
+use supervisor_core::{ConfigErrors, parse_task};
 
 impl Daemon {
     pub(super) fn on_control(&mut self, env: Envelope) {
@@ -90,10 +90,7 @@ impl Daemon {
         let ports = self.core.port_range();
         let (specs, whole) = match body {
             ApplyBody::Cluster(tasks) => return self.apply_cluster(now, tasks),
-            ApplyBody::List(text) => match parse_task_list(&text, ports) {
-                Ok(specs) => (specs, true),
-                Err(e) => return Reply::Error(ApiError::from(e)),
-            },
+            ApplyBody::Checked(specs) => return self.apply_checked(now, specs, true, dry_run),
             ApplyBody::One { name, mut task } => {
                 if let Some(obj) = task.as_object_mut() {
                     match obj.get("name") {
@@ -121,11 +118,23 @@ impl Daemon {
         if !problems.is_empty() {
             return Reply::Error(ApiError::from(ConfigErrors(problems)));
         }
+        self.apply_checked(now, specs, whole, dry_run)
+    }
+
+    /// Plans (and unless `dry_run` applies) a validated set.
+    fn apply_checked(
+        &mut self,
+        now: Instant,
+        specs: Vec<supervisor_core::TaskSpec>,
+        whole: bool,
+        dry_run: bool,
+    ) -> Reply {
         let planned = if dry_run {
             self.core.plan(&specs, whole)
         } else {
             self.core.apply(now, specs, whole)
         };
+        let took = now.elapsed();
         match planned {
             Ok(plan) => {
                 if !dry_run && !plan.is_noop() {
@@ -135,6 +144,7 @@ impl Daemon {
                         replaced = ?plan.replaced,
                         unchanged = plan.unchanged.len(),
                         revision = plan.revision,
+                        loop_ms = format!("{:.3}", took.as_secs_f64() * 1e3),
                         "task set applied"
                     );
                 }
