@@ -130,7 +130,7 @@ fn run(
         let t = Instant::now();
         let (status, body) = request(port, "PUT", "/tasks", Some(&changed))?;
         one.push(t.elapsed().as_secs_f64() * 1e3);
-        loop_ms.push(last_loop_ms(&log)?);
+        loop_ms.push(last_loop_ms(log)?);
         let plan: serde_json::Value = serde_json::from_str(&body)?;
         if status != 200 || plan["replaced"].as_array().map(Vec::len) != Some(1) {
             bail!(
