@@ -109,6 +109,9 @@ pub struct TaskStatus {
     pub restarts: u64,
     #[serde(default)]
     pub yoyo: bool,
+    /// The running instance's generation on its node (one per start), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
 }
 
 /// Why a stored record could not be read.

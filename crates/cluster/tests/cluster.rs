@@ -51,6 +51,7 @@ fn agent(etcd: &Etcd, keys: &Keys, node: &str) -> (NodeAgent, Calls) {
                 pid: Some(1),
                 restarts: 0,
                 yoyo: false,
+                generation: Some(1),
             })
             .collect()
     });

@@ -66,6 +66,7 @@ pub fn start(
                 pid: v.pid,
                 restarts: v.restarts,
                 yoyo: v.yoyo_since.is_some(),
+                generation: Some(v.generation),
             })
             .collect()
     });

@@ -36,6 +36,16 @@ pub struct Group {
 /// The groups for `views`: every running task with a port, in task order, then the supervisor
 /// at `api` (none when the API is off).
 pub fn groups(views: &[TaskView], instance: &str, api: Option<SocketAddr>) -> Vec<Group> {
+    groups_on(views, instance, api, None)
+}
+
+/// [`groups`], each with the label `node` in cluster mode (`--node`).
+pub fn groups_on(
+    views: &[TaskView],
+    instance: &str,
+    api: Option<SocketAddr>,
+    node: Option<&str>,
+) -> Vec<Group> {
     let mut out: Vec<Group> = views
         .iter()
         .filter(|v| v.state == TaskState::Running)
@@ -60,6 +70,11 @@ pub fn groups(views: &[TaskView], instance: &str, api: Option<SocketAddr>) -> Ve
                 ("supervisor", instance.to_string()),
             ]),
         });
+    }
+    if let Some(n) = node {
+        for g in &mut out {
+            g.labels.insert("node", n.to_string());
+        }
     }
     out
 }

@@ -36,6 +36,8 @@ pub struct SdFile {
     pub instance: String,
     /// The API's address: the supervisor's own target (none without an API).
     pub api: Option<SocketAddr>,
+    /// Cluster mode: this node's name, a label of every target.
+    pub node: Option<String>,
 }
 
 /// Checks `--sd-file` before anything starts: its folder must exist, and it must not itself
@@ -148,10 +150,11 @@ impl SdFile {
             .await
             .ok()?;
         match rx.await.ok()? {
-            Reply::Snapshot(snap) => Some(sd::document(&sd::groups(
+            Reply::Snapshot(snap) => Some(sd::document(&sd::groups_on(
                 &snap.views,
                 &self.instance,
                 self.api,
+                self.node.as_deref(),
             ))),
             _ => None,
         }

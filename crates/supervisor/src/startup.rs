@@ -362,6 +362,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
             },
             addr: Some(local),
             ports: args.port_range,
+            node: args.node.clone().filter(|_| !args.etcd.is_empty()),
         };
         api::spawn_server(listener, state).context("cannot start the API thread")?;
         tracing::info!(addr = %local, auth = api.token.is_some(), "API listening: dashboard at http://{local}/");
@@ -373,6 +374,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
             path,
             instance: instance.clone(),
             api: api_addr,
+            node: args.node.clone().filter(|_| !args.etcd.is_empty()),
         }
         .spawn(control_tx.clone(), events_tx.subscribe())
         .context("cannot start the --sd-file writer thread")?;

@@ -132,6 +132,52 @@ fn a_job_runs_on_supervisor_nodes_and_follows_its_count() {
             .unwrap_or(Value::Null);
         j.to_string().matches("\"running\"").count() >= 3
     }));
+    // Prometheus discovery: the ubervisor lists every running instance cluster-wide, with
+    // its node; each node lists its own with the `node` label.
+    let sd: Value = wait_for_value(LONG, || {
+        let v: Value = serde_json::from_str(&http_get(&uv.addr, "/sd", &[]).ok()?.body).ok()?;
+        let tasks = v
+            .as_array()?
+            .iter()
+            .filter(|g| g["labels"]["role"] == "task")
+            .count();
+        (tasks == 3).then_some(v)
+    })
+    .expect("three task targets in the ubervisor's /sd");
+    for (name, _, port) in &all {
+        let g = sd
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["labels"]["task"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} in {sd}"));
+        assert_eq!(g["targets"][0], format!("127.0.0.1:{port}"));
+        assert!(
+            g["labels"]["node"]
+                .as_str()
+                .is_some_and(|n| n.starts_with('n'))
+        );
+        assert_eq!(g["labels"]["uv_job"], "web");
+        assert!(g["labels"]["generation"].as_str().is_some());
+    }
+    assert_eq!(
+        sd.as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["labels"]["role"] == "supervisor")
+            .count(),
+        3,
+        "every node's supervisor too: {sd}"
+    );
+    let own: Value =
+        serde_json::from_str(&http_get(&nodes[1].api(), "/sd", &[]).unwrap().body).unwrap();
+    assert!(
+        own.as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["labels"]["node"] == "n1"),
+        "{own}"
+    );
     // Count 1: two instances stop on their nodes; the node-local task is untouched.
     let local_pid = tasks_of(&nodes[0])
         .iter()

@@ -30,6 +30,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/nodes", get(list_nodes))
         .route("/nodes/{name}/{action}", post(node_action))
         .route("/events", get(events))
+        .route("/sd", get(sd))
         .with_state(shared)
 }
 
@@ -265,6 +266,43 @@ async fn delete_job(State(s): S, Path(name): Path<String>) -> ApiResult {
     )
     .await?;
     Ok(Json(json!({"deleted": name})).into_response())
+}
+
+/// `GET /sd`: Prometheus http_sd for the whole cluster: every running instance the nodes
+/// report (labels `task`, `node`, `generation`, and `uv_job`: `job` is Prometheus's own), and every node's
+/// supervisor (`role="supervisor"`, `node`). Served by every replica from its view.
+async fn sd(State(s): S) -> Json<Value> {
+    let view = s.view.borrow().clone();
+    Json(Value::Array(sd_groups(&view)))
+}
+
+pub(crate) fn sd_groups(view: &crate::view::View) -> Vec<Value> {
+    let mut out = Vec::new();
+    for ((node, instance), st) in &view.statuses {
+        if st.state != "running" {
+            continue;
+        }
+        let (Some(host), Some(port)) = (&st.host, st.port) else {
+            continue;
+        };
+        let mut labels = serde_json::Map::new();
+        labels.insert("role".into(), json!("task"));
+        labels.insert("task".into(), json!(instance));
+        labels.insert("node".into(), json!(node));
+        if let Some((job, _)) = instance.rsplit_once('-') {
+            labels.insert("uv_job".into(), json!(job));
+        }
+        if let Some(g) = st.generation {
+            labels.insert("generation".into(), json!(g.to_string()));
+        }
+        out.push(json!({"targets": [format!("{host}:{port}")], "labels": labels}));
+    }
+    for (name, info) in &view.nodes {
+        if let Some(addr) = &info.addr {
+            out.push(json!({"targets": [addr], "labels": {"role": "supervisor", "node": name}}));
+        }
+    }
+    out
 }
 
 async fn list_nodes(State(s): S) -> Json<Value> {

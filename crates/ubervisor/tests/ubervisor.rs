@@ -102,6 +102,7 @@ fn node(etcd: &Etcd, prefix: &str, name: &str, cpu: u64, mem: u64) -> (NodeAgent
                 pid: Some(std::process::id()),
                 restarts: 0,
                 yoyo: false,
+                generation: Some(1),
             })
             .collect()
     });

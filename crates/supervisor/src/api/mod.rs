@@ -64,6 +64,8 @@ pub struct ApiState {
     /// `--port-range`: a task list is parsed and checked here, on the API thread, so that an
     /// apply of 10 000 tasks costs the event loop only the comparison.
     pub ports: Option<supervisor_core::PortRange>,
+    /// Cluster mode: the node's name (a label of every `/sd` target).
+    pub node: Option<String>,
 }
 
 /// The router with every endpoint.
@@ -340,7 +342,12 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
 
 async fn sd(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let snap = snapshot(&s).await?;
-    let doc = crate::sd::document(&crate::sd::groups(&snap.views, &snap.instance, s.addr));
+    let doc = crate::sd::document(&crate::sd::groups_on(
+        &snap.views,
+        &snap.instance,
+        s.addr,
+        s.node.as_deref(),
+    ));
     Ok(([(header::CONTENT_TYPE, "application/json")], doc).into_response())
 }
 
