@@ -30,7 +30,9 @@ pub struct Cli {
 
     /// Where the backends come from: `supervisor:http://HOST:PORT/PATTERN` (the running tasks of
     /// a supervisor whose names match PATTERN, `*` and `?` as wildcards; they are reached on
-    /// HOST), or a static list `static:HOST:PORT,HOST:PORT` (the `static:` may be left out).
+    /// HOST), `ubervisor:http://HOST:PORT/JOB` (the running instances of a cluster job, on the
+    /// nodes that run them), or a static list `static:HOST:PORT,HOST:PORT` (the `static:` may be
+    /// left out).
     #[arg(long, value_parser = Spec::parse_arg, value_name = "SOURCE")]
     pub backends: Spec,
 

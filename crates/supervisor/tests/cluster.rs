@@ -178,6 +178,43 @@ fn a_job_runs_on_supervisor_nodes_and_follows_its_count() {
             .all(|g| g["labels"]["node"] == "n1"),
         "{own}"
     );
+    // The front door in cluster mode: a proxy following the job through the ubervisor
+    // answers from the instances on the three nodes.
+    let (listen, admin) = (free_port(), free_port());
+    let perr = std::fs::File::create(nodes[0].path("proxy.stderr")).unwrap();
+    let mut proxy = sp
+        .bin("proxy")
+        .arg(format!("--listen=127.0.0.1:{listen}"))
+        .arg(format!("--admin=127.0.0.1:{admin}"))
+        .arg(format!("--backends=ubervisor:http://{}/web", uv.addr))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(perr)
+        .spawn()
+        .unwrap();
+    let backends = wait_for_value(LONG, || {
+        let v: Value = serde_json::from_str(
+            &http_get(&format!("127.0.0.1:{admin}"), "/backends", &[])
+                .ok()?
+                .body,
+        )
+        .ok()?;
+        let n = v.to_string().matches("\"web-").count();
+        (n >= 3).then_some(v)
+    });
+    let through: Vec<u16> = (0..20)
+        .map(|_| http_get(&format!("127.0.0.1:{listen}"), "/monitor", &[]).map_or(0, |r| r.status))
+        .collect();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert!(
+        backends.is_some(),
+        "the proxy follows the job's three instances"
+    );
+    assert!(
+        through.iter().all(|s| *s == 200),
+        "answers through the proxy: {through:?}"
+    );
     // Count 1: two instances stop on their nodes; the node-local task is untouched.
     let local_pid = tasks_of(&nodes[0])
         .iter()

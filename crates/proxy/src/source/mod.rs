@@ -6,8 +6,8 @@
 //! level-triggered: a missed notification costs a late update, never a wrong one.
 //!
 //! Adding a source is one module implementing [`Source`] and one arm in [`Spec::parse`] and
-//! [`Spec::into_source`]. The ubervisor (cluster mode, `ubervisor:URL/JOB`) will be one: it
-//! is recognised here and refused with a clear message until it exists.
+//! [`Spec::into_source`]: the local supervisor (`supervisor:URL/PATTERN`), the ubervisor
+//! (cluster mode, `ubervisor:URL/JOB`) and a static list are.
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -18,6 +18,7 @@ use crate::backends::Registry;
 pub mod sse;
 pub mod statics;
 pub mod supervisor;
+pub mod ubervisor;
 
 /// One backend as a source names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,6 +89,7 @@ pub trait Source: Send + 'static {
 pub enum Spec {
     Static(Vec<SocketAddr>),
     Supervisor(supervisor::Spec),
+    Ubervisor(ubervisor::Spec),
 }
 
 impl Spec {
@@ -96,11 +98,8 @@ impl Spec {
         if let Some(rest) = s.strip_prefix("supervisor:") {
             return supervisor::Spec::parse(rest).map(Spec::Supervisor);
         }
-        if s.starts_with("ubervisor:") {
-            return Err(format!(
-                "{s:?}: the ubervisor source (cluster mode) is not available in this version; \
-                 use supervisor:http://HOST:PORT/PATTERN or a static list"
-            ));
+        if let Some(rest) = s.strip_prefix("ubervisor:") {
+            return ubervisor::Spec::parse(rest).map(Spec::Ubervisor);
         }
         let list = s.strip_prefix("static:").unwrap_or(s);
         statics::parse(list).map(Spec::Static)
@@ -111,7 +110,8 @@ impl Spec {
         Spec::parse(s).map_err(|e| {
             format!(
                 "{e}\n  expected supervisor:http://HOST:PORT/PATTERN (e.g. \
-                 supervisor:http://127.0.0.1:7171/timeserver-*) or static:HOST:PORT,HOST:PORT"
+                 supervisor:http://127.0.0.1:7171/timeserver-*), ubervisor:http://HOST:PORT/JOB \
+                 (e.g. ubervisor:http://127.0.0.1:7272/timeserver) or static:HOST:PORT,HOST:PORT"
             )
         })
     }
@@ -120,6 +120,7 @@ impl Spec {
         match self {
             Spec::Static(addrs) => Box::new(statics::Static { addrs }),
             Spec::Supervisor(spec) => Box::new(supervisor::Supervisor::new(spec, token)),
+            Spec::Ubervisor(spec) => Box::new(ubervisor::Ubervisor::new(spec)),
         }
     }
 }
@@ -138,7 +139,9 @@ mod tests {
             Spec::parse("supervisor:http://127.0.0.1:7171/timeserver-*"),
             Ok(Spec::Supervisor(_))
         ));
-        let e = Spec::parse("ubervisor:http://127.0.0.1:7000/web").expect_err("not yet");
-        assert!(e.contains("not available"), "{e}");
+        assert!(matches!(
+            Spec::parse("ubervisor:http://127.0.0.1:7272/web"),
+            Ok(Spec::Ubervisor(_))
+        ));
     }
 }
