@@ -38,20 +38,17 @@ monitor:
 	prometheus --config.file=etc/prometheus.yml --storage.tsdb.path=run/prometheus \
 		--storage.tsdb.retention.time=2d --web.listen-address=$(PROMETHEUS_ADDR)
 
-# Tests drive headless Chromium (dashboard), prometheus and promtool (metrics, config, rules);
+# Tests drive headless Chromium (dashboards), prometheus and promtool (metrics, config, rules),
+# etcd (the cluster; etcd-client builds need protoc and the well-known protos);
 # nextest runs them.
 test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-<<<<<<< HEAD
 	{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing="$$missing prometheus"; \
-=======
-	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
 	command -v etcdctl >/dev/null || missing="$$missing etcd-client"; \
 	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
 	[ -e /usr/include/google/protobuf/descriptor.proto ] || missing="$$missing libprotobuf-dev"; \
->>>>>>> uber
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \

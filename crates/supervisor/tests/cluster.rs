@@ -178,6 +178,26 @@ fn a_job_runs_on_supervisor_nodes_and_follows_its_count() {
             .all(|g| g["labels"]["node"] == "n1"),
         "{own}"
     );
+    // The ubervisor's dashboard: three nodes, the job with its three instances as links.
+    let browser = testkit::browser::Browser::launch()
+        .unwrap_or_else(|e| panic!("the dashboard check needs headless Chromium: {e}"));
+    let page = browser.new_page().unwrap();
+    page.navigate(&format!("http://{}/", uv.addr)).unwrap();
+    page.wait_for(
+        "document.querySelectorAll('tr[data-node]').length === 3 && \
+         document.querySelectorAll('tr[data-job=\"web\"] a.inst').length === 3",
+        LONG,
+    )
+    .unwrap();
+    let hrefs = page
+        .eval("[...document.querySelectorAll('a.inst')].map(a => a.href).sort()")
+        .unwrap();
+    let mut want: Vec<String> = all
+        .iter()
+        .map(|(_, _, p)| format!("http://127.0.0.1:{p}/"))
+        .collect();
+    want.sort();
+    assert_eq!(hrefs, json!(want), "each instance links to its host:port");
     // The front door in cluster mode: a proxy following the job through the ubervisor
     // answers from the instances on the three nodes.
     let (listen, admin) = (free_port(), free_port());
@@ -232,6 +252,15 @@ fn a_job_runs_on_supervisor_nodes_and_follows_its_count() {
             == 1),
         "count 1"
     );
+    // The page follows by itself.
+    page.wait_for(
+        "document.querySelectorAll('tr[data-job=\"web\"] a.inst').length === 1",
+        LONG,
+    )
+    .unwrap();
+    assert!(page.js_errors().is_empty(), "{:?}", page.js_errors());
+    drop(page);
+    drop(browser);
     for (_, pid, _) in &all {
         if !nodes.iter().flat_map(running).any(|(_, p, _)| p == *pid) {
             assert!(

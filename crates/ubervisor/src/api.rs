@@ -21,6 +21,7 @@ type S = State<Arc<Shared>>;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/", get(dashboard))
         .route("/health", get(health))
         .route("/jobs", get(list_jobs).post(create_job))
         .route(
@@ -56,6 +57,12 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult = Result<Response, ApiError>;
+
+/// The dashboard: nodes with their capacity and allocation, jobs with their instances (each a
+/// link to its host:port), live through `/events`. One self-contained page.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
+}
 
 async fn health(State(s): S) -> Json<Value> {
     let view = s.view.borrow().clone();
