@@ -255,3 +255,69 @@ fn a_token_file_reaches_a_protected_supervisor_and_a_wrong_one_is_reported() {
     assert_eq!(r.status, 503);
     assert!(r.body.contains("401"), "{}", r.body);
 }
+
+/// Issue 13's start-first replacement, seen by a client: both time servers get a new spec
+/// (twice each, in turn) while requests flow through the proxy; each new instance starts on its
+/// own port, passes its ready check, and only then is the old one stopped. Not one request
+/// fails.
+#[test]
+fn a_start_first_replacement_behind_the_proxy_fails_no_request() {
+    let ts = |name: &str, v: u32| {
+        let mut t = timeserver(name, None, &[]);
+        t["replace"] = json!("start-first");
+        t["ready"] = json!({"http": "/monitor", "interval": "20ms"});
+        t["env"] = json!({"SPEC_VERSION": v.to_string()});
+        t
+    };
+    let sup = Sup::start(&json!([ts("timeserver-1", 0), ts("timeserver-2", 0)]), &[]);
+    sup.wait_serving("timeserver-1");
+    sup.wait_serving("timeserver-2");
+    let sp = Spawner::new();
+    let proxy = Proxy::start(&sp, &[&source(&sup), "--access-log=off"]);
+    assert!(
+        wait_for(SOON, || proxy.ports().len() == 2),
+        "{}",
+        proxy.backends()
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader = {
+        let (addr, stop) = (proxy.addr.clone(), stop.clone());
+        std::thread::spawn(move || load(&addr, "/time", 4, 100.0, stop))
+    };
+    let mut replaced = 0;
+    for round in 1..=2 {
+        for name in ["timeserver-1", "timeserver-2"] {
+            std::thread::sleep(Duration::from_millis(700));
+            let (old, _) = sup.wait_serving(name);
+            let body = ts(name, round).to_string();
+            let r =
+                testkit::http_request("PUT", &sup.api, &format!("/tasks/{name}"), &[], Some(&body))
+                    .unwrap();
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert!(r.body.contains("\"replaced\":[\""), "{}", r.body);
+            // The new instance serves, and the old process is gone.
+            assert!(wait_for(SOON, || sup.wait_serving(name).0 != old));
+            assert!(
+                wait_for(SOON, || !testkit::pid_alive(old)),
+                "old {name} stopped"
+            );
+            replaced += 1;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    stop.store(true, Ordering::Relaxed);
+    let report = loader.join().unwrap();
+    eprintln!(
+        "{} requests, {} failed, {replaced} replacements",
+        report.ok + report.failures.len() as u64,
+        report.failures.len()
+    );
+    assert_eq!(replaced, 4);
+    assert!(report.ok > 500, "{} requests answered", report.ok);
+    assert!(
+        report.failures.is_empty(),
+        "{} failed; first: {:?}",
+        report.failures.len(),
+        &report.failures[..report.failures.len().min(5)]
+    );
+}

@@ -62,6 +62,7 @@ impl Metrics {
         let port = Family::<Labels, Gauge>::default();
         let cpu = Family::<Labels, Counter<f64, AtomicU64>>::default();
         let memory = Family::<Labels, Gauge>::default();
+        let info = Family::<Labels, Gauge>::default();
         for (v, u) in views.iter().zip(usage) {
             if let Some(u) = u {
                 let l = vec![("task".to_string(), v.spec.name.clone())];
@@ -86,6 +87,12 @@ impl Metrics {
             if let Some(p) = v.port {
                 port.get_or_create(&l).set(i64::from(p));
             }
+            info.get_or_create(&vec![
+                ("task".to_string(), v.spec.name.clone()),
+                ("uid".to_string(), v.uid.clone()),
+                ("generation".to_string(), v.generation.to_string()),
+            ])
+            .set(1);
         }
         let by_state = Family::<Labels, Gauge>::default();
         let c = Counts::of(views);
@@ -110,6 +117,11 @@ impl Metrics {
         let uptime = Gauge::<f64, AtomicU64>::default();
         uptime.set(now.saturating_duration_since(started).as_secs_f64());
 
+        r.register(
+            "supervisor_task_info",
+            "Always 1: the task's stable uid and current generation as labels (join on task)",
+            info,
+        );
         r.register(
             "supervisor_task_up",
             "1 when the task's process is running",

@@ -296,7 +296,12 @@ fn uids_and_generations_survive_a_supervisor_sigkill_and_recovery() {
         after["generation"].as_u64() > before["generation"].as_u64(),
         "generations only grow: {before} then {after}"
     );
-    let _ = http_get(&api, "/health", &[]);
+    let metrics = http_get(&api, "/metrics", &[]).unwrap().body;
+    let info = format!(
+        "supervisor_task_info{{task=\"a\",uid=\"{uid}\",generation=\"{}\"}} 1",
+        after["generation"]
+    );
+    assert!(metrics.contains(&info), "{info} in /metrics");
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(), Some(0));
 }
