@@ -7,7 +7,7 @@
 #   make cluster
 # Prometheus over either, in another terminal (http://127.0.0.1:9091/):
 #   make monitor
-.PHONY: bin run run-proxied cluster monitor test test-deps bench clean
+.PHONY: build-deps bin run run-proxied cluster monitor test test-deps bench clean
 
 PORTS ?= 8000-8099
 # The time servers' ports behind the proxy: clear of the proxy's own 8080.
@@ -17,7 +17,18 @@ PROMETHEUS_ADDR ?= 127.0.0.1:9091
 BINS := supervisor timeserver authserver proxy ubervisor
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-bin:
+# Building needs protoc and the well-known protos (the etcd client of cluster mode).
+build-deps:
+	@missing=""; \
+	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
+	[ -e /usr/include/google/protobuf/descriptor.proto ] || missing="$$missing libprotobuf-dev"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages needed to build:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+bin: build-deps
 	cargo build --release --locked $(addprefix --bin ,$(BINS))
 	mkdir -p bin
 	for b in $(BINS); do install -m 0755 target/release/$$b bin/$$b; done
