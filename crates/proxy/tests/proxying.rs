@@ -434,9 +434,9 @@ fn bad_flags_exit_2_naming_the_flag_and_a_taken_port_exits_1() {
     assert_exits(
         &sp,
         "proxy",
-        &["--backends=ubervisor:http://127.0.0.1:7000/web"],
+        &["--backends=ubervisor:http://127.0.0.1:7000/"],
         2,
-        &["not available"],
+        &["no job name"],
     );
     assert_exits(
         &sp,

@@ -457,15 +457,24 @@ fn tasks_exiting_before_they_are_recorded_are_still_accounted_for() {
             .all(|p| stat(*p).is_some_and(|s| !s.zombie()))),
         "no zombie is left unreaped"
     );
-    // The dump never lists a process that is gone.
-    let d = sup.dump(DUMP).unwrap();
-    for t in d["tasks"].as_array().unwrap() {
-        let pid = t["pid"].as_i64().unwrap() as i32;
-        assert!(
-            pid_alive(pid) || stat(pid).is_some_and(|s| s.ppid == sup_pid),
-            "dump lists dead pid {pid}"
-        );
-    }
+    // The dump lists no process that is gone, once the death is checkpointed (a change is
+    // written within the 100 ms coalescing window, so a read right after a death may still
+    // show the pid; give it a few windows).
+    let dead_in_dump = || -> Vec<i32> {
+        let d = sup.dump(DUMP).unwrap();
+        d["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["pid"].as_i64().unwrap() as i32)
+            .filter(|pid| !(pid_alive(*pid) || stat(*pid).is_some_and(|s| s.ppid == sup_pid)))
+            .collect()
+    };
+    assert!(
+        wait_for(Duration::from_secs(2), || dead_in_dump().is_empty()),
+        "dump lists dead pids {:?}",
+        dead_in_dump()
+    );
     stop(&mut sup);
 }
 
