@@ -182,11 +182,12 @@ impl Proxy {
                 .pick(set.backends.len(), ok, |i| set.backends[i].load());
             let (Some(i), true) = (pick, sends <= self.retries) else {
                 // No backend can be had right now (none listed, all ejected: a time server
-                // refused while it was still binding its new port, the other one just died).
-                // While the request can still be sent and the connect timeout allows, wait for
-                // one, and then every backend may be tried again.
-                let none_available = set.backends.iter().all(|b| !b.available(now));
-                if none_available && body.is_some() && sends <= self.retries && now < wait_until {
+                // refused while it was still binding its new port, the other one just died;
+                // or every available one was tried already, one of them dying as it was tried
+                // while the source has not yet listed the other's new port). While the request
+                // can still be sent and the connect timeout allows, wait for a new list or the
+                // end of an ejection, and then every backend may be tried again.
+                if body.is_some() && sends <= self.retries && now < wait_until {
                     self.wait_for_backend(&set, wait_until).await;
                     tried.n = 0;
                     continue;
