@@ -228,6 +228,20 @@ pub fn run_to_exit(dir: &Path, tasks: &str, args: &[&str]) -> (Option<i32>, Stri
     (status.code(), err)
 }
 
+/// A file a task writes with `echo … > file`, once its line is whole: the shell creates the file
+/// before `echo` writes, so an empty or unterminated read means "not yet".
+pub fn written_line(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .filter(|text| text.ends_with('\n'))
+}
+
+/// Waits for [`written_line`].
+pub fn wait_written(path: &Path) -> String {
+    wait_for_value(LONG, || written_line(path))
+        .unwrap_or_else(|| panic!("{} was never written", path.display()))
+}
+
 /// Pids a task appended to a file, one per start.
 pub fn pids_in(path: &Path) -> Vec<i32> {
     std::fs::read_to_string(path)

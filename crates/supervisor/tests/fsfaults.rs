@@ -231,6 +231,7 @@ fn a_full_log_folder_does_not_stop_the_supervisor() {
     };
     let log = || std::fs::read_to_string(sup.path("logs/own.log")).unwrap_or_default();
     assert!(wait_for(LONG, || log().contains("task started")));
+    wait_pid_file(&sup.path("a.pids"));
     let filler = fs.fill();
     // Every restart writes debug lines nobody can store: the supervisor carries on regardless.
     for round in 0..5 {

@@ -343,8 +343,7 @@ fn env_cwd_and_port_variable_reach_the_task() {
         &format!("[{task}]"),
         &[&format!("--port-range={first}-{last}")],
     );
-    let seen =
-        wait_for_value(LONG, || std::fs::read_to_string(sup.path("work/seen")).ok()).unwrap();
+    let seen = wait_written(&sup.path("work/seen"));
     let want = format!(
         "hello {first} {first} {}",
         sup.path("work").canonicalize().unwrap().display()

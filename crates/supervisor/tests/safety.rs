@@ -286,7 +286,7 @@ fn tasks_get_the_open_files_limit_the_supervisor_was_started_with() {
         &list(&[sh_task("t", "ulimit -Sn > soft; exec sleep 1000")]),
         &[],
     );
-    let soft = wait_for_value(LONG, || std::fs::read_to_string(sup.path("soft")).ok()).unwrap();
+    let soft = wait_written(&sup.path("soft"));
     assert_eq!(soft.trim(), "512");
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", sup.pid())).unwrap();
     let line = limits
