@@ -6,6 +6,8 @@
 //! <p>nodes/<node>/cordon             Cordon      written by the leader (fenced), no lease
 //! <p>assign/<node>/<instance>        Assignment  written by the leader (fenced), no lease
 //! <p>status/<node>/<instance>        TaskStatus  written by the node agent, node lease
+//! <p>resched/<job>                   Reschedule  written by the leader (fenced), no lease
+//! <p>losses/<node>                   NodeLosses  written by the leader (fenced), no lease
 //! <p>election/ubervisor              etcd Election API name; value = leader's HTTP address
 //! ```
 //! Assignments are keyed node first, so a node agent watches one prefix and wakes only for
@@ -18,8 +20,18 @@ pub enum Key {
     Job(String),
     NodeInfo(String),
     Cordon(String),
-    Assign { node: String, instance: String },
-    Status { node: String, instance: String },
+    Assign {
+        node: String,
+        instance: String,
+    },
+    Status {
+        node: String,
+        instance: String,
+    },
+    /// A job's reschedule budget and history (yo-yo moves), kept across leader changes.
+    Resched(String),
+    /// When a node was lost, kept across leader changes (for automatic cordoning).
+    Losses(String),
 }
 
 /// Builds and parses keys under one prefix (default `/uv/`), so test runs and clusters can
@@ -86,6 +98,12 @@ impl Keys {
     pub fn status(&self, node: &str, instance: &str) -> String {
         format!("{}status/{node}/{instance}", self.prefix)
     }
+    pub fn resched(&self, job: &str) -> String {
+        format!("{}resched/{job}", self.prefix)
+    }
+    pub fn losses(&self, node: &str) -> String {
+        format!("{}losses/{node}", self.prefix)
+    }
     /// The Election API name the ubervisor replicas campaign on.
     pub fn election(&self) -> String {
         format!("{}election/ubervisor", self.prefix)
@@ -108,6 +126,8 @@ impl Keys {
                 node: (*n).into(),
                 instance: (*i).into(),
             }),
+            ["resched", j] if ok(j) => Some(Key::Resched((*j).into())),
+            ["losses", n] if ok(n) => Some(Key::Losses((*n).into())),
             _ => None,
         }
     }
@@ -155,6 +175,8 @@ mod tests {
                 instance: "web-2".into()
             })
         );
+        assert_eq!(k.parse(&k.resched("web")), Some(Key::Resched("web".into())));
+        assert_eq!(k.parse(&k.losses("n1")), Some(Key::Losses("n1".into())));
         assert_eq!(k.parse("/uv/jobs/web"), None);
         assert_eq!(k.parse(&format!("{}jobs/", k.prefix())), None);
         assert_eq!(k.parse(&format!("{}assign/n1/a/b", k.prefix())), None);

@@ -26,6 +26,13 @@ pub struct Cli {
     /// Key prefix in etcd.
     #[arg(long, default_value = cluster::DEFAULT_PREFIX)]
     pub prefix: String,
+    /// Runs under `sh -c` for what needs a person (a job failed, moves frozen, a node
+    /// cordoned automatically), with the event as JSON on stdin.
+    #[arg(long)]
+    pub page_command: Option<String>,
+    /// Gets the same events POSTed as JSON (http://HOST:PORT/PATH).
+    #[arg(long)]
+    pub page_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ use cluster::{Fenced, Keys, Leadership, Lease, campaign, encode};
 use etcd_client::{Client, Compare, CompareOp, TxnOp};
 use tokio::sync::watch;
 
+use crate::page::Pager;
 use crate::reconcile::{Op, reconcile};
 use crate::view::View;
 
@@ -36,6 +37,8 @@ pub struct Shared {
     pub client: Client,
     pub view: watch::Receiver<Arc<View>>,
     pub role: watch::Sender<Role>,
+    #[allow(dead_code)] // until the failure handling of issue 15 pages
+    pub pager: Pager,
 }
 
 /// Campaigns forever; leads whenever elected.

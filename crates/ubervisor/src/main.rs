@@ -9,6 +9,7 @@
 //!   writing fenced transactions of at most 100 operations.
 //! - [`jobs`]: validation of submitted jobs (the task object as a supervisor validates it).
 //! - [`api`]: the HTTP API (axum); [`ctl`]: its command-line client.
+//! - [`page`]: events for the on-call (`--page-command`, `--page-url`).
 //!
 //! # Theory of operation
 //! State lives only in etcd. Every replica mirrors the prefix and serves reads from its
@@ -23,6 +24,8 @@ mod cli;
 mod ctl;
 mod jobs;
 mod leader;
+#[allow(dead_code)] // until the failure handling of issue 15 pages
+mod page;
 mod reconcile;
 mod view;
 
@@ -73,7 +76,14 @@ fn main() -> ExitCode {
         eprintln!("ubervisor: --election-ttl: at least 1s (etcd leases are whole seconds)");
         return ExitCode::from(2);
     }
-    match rt.block_on(serve(cli)) {
+    let pager = match page::Pager::new(cli.page_command.clone(), cli.page_url.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ubervisor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(serve(cli, pager)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ubervisor: {e:#}");
@@ -82,7 +92,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(cli: Cli) -> anyhow::Result<()> {
+async fn serve(cli: Cli, pager: page::Pager) -> anyhow::Result<()> {
     use anyhow::Context;
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await
@@ -103,6 +113,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         client,
         view,
         role,
+        pager,
     });
     tracing::info!(%id, %addr, etcd = %cli.etcd.join(","), "ubervisor listening");
     tokio::spawn(leader::run(shared.clone(), cli.election_ttl));

@@ -69,7 +69,8 @@ impl View {
                         .map(|s| {
                             v.statuses.insert((node, instance), s);
                         }),
-                    None => Ok(()),
+                    // Read by the failure handling (issue 15) once it keeps them.
+                    Some(Key::Resched(_) | Key::Losses(_)) | None => Ok(()),
                 };
             if let Err(err) = r {
                 v.bad.push(err.to_string());
