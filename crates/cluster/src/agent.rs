@@ -208,13 +208,21 @@ async fn session(
     let mut desired = desired_set(&mirror);
     let mut pending = Some(desired.clone());
     let mut published: BTreeMap<String, TaskStatus> = BTreeMap::new();
+    // Instance -> the job generation last applied, reported with each status.
+    let mut applied: BTreeMap<String, u64> = BTreeMap::new();
     let mut tick = tokio::time::interval(cfg.status_interval);
     loop {
-        if let Some(set) = pending.take()
-            && let Err(e) = tokio::task::block_in_place(|| apply(set.clone()))
-        {
-            tracing::warn!(node = %cfg.node, error = %e, "apply failed; retrying");
-            pending = Some(set);
+        if let Some(set) = pending.take() {
+            let tasks = set.iter().map(|d| d.task.clone()).collect();
+            match tokio::task::block_in_place(|| apply(tasks)) {
+                Ok(()) => {
+                    applied = set.iter().map(|d| (d.name.clone(), d.generation)).collect();
+                }
+                Err(e) => {
+                    tracing::warn!(node = %cfg.node, error = %e, "apply failed; retrying");
+                    pending = Some(set);
+                }
+            }
         }
         tokio::select! {
             _ = &mut *stop => {
@@ -232,8 +240,11 @@ async fn session(
                 pending = Some(desired.clone());
             }
             _ = tick.tick() => {
-                let names: Vec<String> = desired.iter().filter_map(task_name).collect();
-                let now = tokio::task::block_in_place(&mut *status);
+                let names: Vec<String> = desired.iter().map(|d| d.name.clone()).collect();
+                let mut now = tokio::task::block_in_place(&mut *status);
+                for s in &mut now {
+                    s.applied_generation = applied.get(&s.name).copied();
+                }
                 if let Err(e) = publish(cfg, keys, &client, &lease, &names, now, &mut published).await {
                     return lost(true)(e);
                 }
@@ -290,27 +301,35 @@ async fn register(
     }
 }
 
-/// Every assigned task object, in key order, each named after its instance. A record this
-/// program cannot read is left out (and logged), never guessed at.
-fn desired_set(mirror: &Mirror) -> Vec<Value> {
+/// One assigned instance: its task object (named after the instance) and job generation.
+#[derive(Debug, Clone)]
+struct Desired {
+    name: String,
+    generation: u64,
+    task: Value,
+}
+
+/// Every assigned task, in key order. A record this program cannot read is left out (and
+/// logged), never guessed at.
+fn desired_set(mirror: &Mirror) -> Vec<Desired> {
     let mut out = Vec::new();
     for (key, e) in mirror.entries() {
         match decode::<Assignment>(key, &e.value) {
             Ok(a) => {
                 let mut task = a.task;
                 if let Some(obj) = task.as_object_mut() {
-                    obj.insert("name".into(), Value::String(a.instance));
+                    obj.insert("name".into(), Value::String(a.instance.clone()));
                 }
-                out.push(task);
+                out.push(Desired {
+                    name: a.instance,
+                    generation: a.generation,
+                    task,
+                });
             }
             Err(err) => tracing::warn!(error = %err, "assignment ignored"),
         }
     }
     out
-}
-
-fn task_name(t: &Value) -> Option<String> {
-    t.get("name").and_then(Value::as_str).map(str::to_string)
 }
 
 /// Publishes the statuses of assigned instances that changed, and deletes those gone.

@@ -112,6 +112,11 @@ pub struct TaskStatus {
     /// The running instance's generation on its node (one per start), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
+    /// The job generation of the assignment the node last applied for this instance: set by
+    /// the node agent, so the leader knows a changed task has reached the node (a rolling
+    /// replace moves on only then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_generation: Option<u64>,
 }
 
 /// Why a stored record could not be read.

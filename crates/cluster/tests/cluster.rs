@@ -52,6 +52,7 @@ fn agent(etcd: &Etcd, keys: &Keys, node: &str) -> (NodeAgent, Calls) {
                 restarts: 0,
                 yoyo: false,
                 generation: Some(1),
+                applied_generation: None,
             })
             .collect()
     });

@@ -67,6 +67,7 @@ pub fn start(
                 restarts: v.restarts,
                 yoyo: v.yoyo_since.is_some(),
                 generation: Some(v.generation),
+                applied_generation: None,
             })
             .collect()
     });

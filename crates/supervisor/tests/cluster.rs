@@ -5,6 +5,7 @@
 use crate::common::*;
 use serde_json::{Value, json};
 use std::process::{Child, Stdio};
+use std::time::Duration;
 use testkit::{
     Etcd, Spawner, free_port, http_get, http_request, pid_alive, wait_for, wait_for_value,
 };
@@ -282,6 +283,157 @@ fn a_job_runs_on_supervisor_nodes_and_follows_its_count() {
         local["pid"].as_u64(),
         Some(local_pid),
         "the node-local task was never touched"
+    );
+    for mut n in nodes {
+        n.signal(libc::SIGTERM);
+        assert_eq!(n.wait_exit(), Some(0));
+    }
+    drop(uv);
+}
+
+/// `n` supervisor nodes in cluster mode, each with its own port range.
+fn nodes(etcd: &Etcd, n: usize) -> Vec<Sup> {
+    (0..n)
+        .map(|i| {
+            let mut sup = Sup::new();
+            let (first, last) = testkit::free_port_range(6);
+            sup.start(
+                "",
+                &[
+                    &format!("--etcd={}", etcd.endpoints_arg()),
+                    &format!("--node=n{i}"),
+                    "--node-cpu=1",
+                    "--node-mem=512M",
+                    "--node-ttl=3s",
+                    &format!("--port-range={first}-{last}"),
+                ],
+            );
+            sup
+        })
+        .collect()
+}
+
+/// The (instance, pid, port) of every running instance of `job` on `sup`.
+fn running_instances(sup: &Sup, job: &str) -> Vec<(String, i32, u16)> {
+    tasks_of(sup)
+        .into_iter()
+        .filter(|t| {
+            t["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&format!("{job}-")))
+                && t["state"] == "running"
+        })
+        .filter_map(|t| {
+            Some((
+                t["name"].as_str()?.to_string(),
+                t["pid"].as_i64()? as i32,
+                t["port"].as_u64()? as u16,
+            ))
+        })
+        .collect()
+}
+
+fn environ_has(pid: i32, var: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|e| e.split(|b| *b == 0).any(|kv| kv == var.as_bytes()))
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_changed_job_rolls_through_the_nodes_and_always_answers() {
+    let etcd = Etcd::start();
+    let sp = Spawner::new();
+    let nodes = nodes(&etcd, 2);
+    let uv = ubervisor(&sp, &etcd, nodes[0].path("").as_path());
+    let auth = free_port();
+    let job = |version: &str, count: u32| {
+        json!({
+            "name": "web",
+            "task": {
+                "command": [testkit::bin_path("timeserver"), "--port={{port}}", format!("--authport={auth}"), "--authhost=127.0.0.1"],
+                "env": {"V": version},
+            },
+            "count": count, "cpu": 400, "mem": 64,
+        })
+        .to_string()
+    };
+    let all = |nodes: &[Sup]| -> Vec<(String, i32, u16)> {
+        nodes
+            .iter()
+            .flat_map(|n| running_instances(n, "web"))
+            .collect()
+    };
+    let r = http_request("POST", &uv.addr, "/jobs", &[], Some(&job("1", 2))).unwrap();
+    assert!((200..300).contains(&r.status), "{} {}", r.status, r.body);
+    assert!(
+        wait_for(LONG, || all(&nodes).len() == 2),
+        "two instances run: {:?}",
+        all(&nodes)
+    );
+    let old: Vec<i32> = all(&nodes).iter().map(|(_, p, _)| *p).collect();
+
+    // Watch what answers while the job changes: at every sample at least one instance runs
+    // and answers, and the two are never both being replaced.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let samples = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            // (pids running, how many answered)
+            let mut samples: Vec<(Vec<i32>, usize)> = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = all(&nodes);
+                let answering = now
+                    .iter()
+                    .filter(|(_, _, port)| {
+                        http_get(&format!("127.0.0.1:{port}"), "/", &[])
+                            .is_ok_and(|r| r.status == 200)
+                    })
+                    .count();
+                samples.push((now.iter().map(|(_, p, _)| *p).collect(), answering));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            samples
+        });
+        let r = http_request("PUT", &uv.addr, "/jobs/web", &[], Some(&job("2", 2))).unwrap();
+        assert!((200..300).contains(&r.status), "{} {}", r.status, r.body);
+        let rolled = wait_for(LONG, || {
+            let now = all(&nodes);
+            now.len() == 2 && now.iter().all(|(_, pid, _)| environ_has(*pid, "V=2"))
+        });
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let samples = watcher.join().unwrap();
+        assert!(rolled, "both instances run version 2: {:?}", all(&nodes));
+        samples
+    });
+    let worst = samples.iter().map(|(_, a)| *a).min().unwrap_or(0);
+    assert!(
+        worst >= 1,
+        "an instance answered at every sample: {samples:?}"
+    );
+    // One at a time: the watcher saw an old and a new instance running side by side.
+    assert!(
+        samples
+            .iter()
+            .any(|(pids, _)| pids.iter().any(|p| old.contains(p))
+                && pids.iter().any(|p| !old.contains(p))),
+        "a moment with one instance replaced and the other not yet: {samples:?}"
+    );
+    for pid in old {
+        assert!(
+            wait_for(LONG, || !pid_alive(pid)),
+            "old instance {pid} stopped"
+        );
+    }
+    // The ubervisor reports every instance on the new generation.
+    let j: Value =
+        serde_json::from_str(&http_get(&uv.addr, "/jobs/web", &[]).unwrap().body).unwrap();
+    let generation = j["job"]["generation"].as_u64().unwrap();
+    assert!(
+        j["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["generation"].as_u64() == Some(generation)),
+        "{j}"
     );
     for mut n in nodes {
         n.signal(libc::SIGTERM);

@@ -103,6 +103,7 @@ fn node(etcd: &Etcd, prefix: &str, name: &str, cpu: u64, mem: u64) -> (NodeAgent
                 restarts: 0,
                 yoyo: false,
                 generation: Some(1),
+                applied_generation: None,
             })
             .collect()
     });
