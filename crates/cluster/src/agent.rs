@@ -60,6 +60,9 @@ pub type ApplyFn = Box<dyn FnMut(Vec<Value>) -> Result<(), String> + Send>;
 /// Yields the current status of the node's tasks (all of them; the agent keeps the assigned).
 pub type StatusFn = Box<dyn FnMut() -> Vec<TaskStatus> + Send>;
 
+/// Told why the agent stopped by itself (from the agent's thread), so its host can act.
+pub type FatalFn = Box<dyn FnOnce(&AgentError) + Send>;
+
 /// Why the agent stopped by itself.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -87,6 +90,17 @@ impl NodeAgent {
         apply: ApplyFn,
         status: StatusFn,
     ) -> Result<NodeAgent, AgentError> {
+        Self::spawn_with_fatal(cfg, apply, status, Box::new(|_| {}))
+    }
+
+    /// [`NodeAgent::spawn`], with `fatal` called if the agent stops by itself (its node name
+    /// is taken, its runtime fails).
+    pub fn spawn_with_fatal(
+        cfg: AgentConfig,
+        apply: ApplyFn,
+        status: StatusFn,
+        fatal: FatalFn,
+    ) -> Result<NodeAgent, AgentError> {
         let (tx, rx) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(format!("node-agent-{}", cfg.node))
@@ -95,8 +109,12 @@ impl NodeAgent {
                     .worker_threads(1)
                     .enable_all()
                     .build()
-                    .map_err(AgentError::Runtime)?;
-                rt.block_on(run(cfg, apply, status, rx))
+                    .map_err(AgentError::Runtime);
+                let r = rt.and_then(|rt| rt.block_on(run(cfg, apply, status, rx)));
+                if let Err(e) = &r {
+                    fatal(e);
+                }
+                r
             })
             .map_err(AgentError::Runtime)?;
         Ok(NodeAgent {

@@ -26,7 +26,7 @@ pub mod keys;
 pub mod records;
 pub mod store;
 
-pub use agent::{AgentConfig, AgentError, ApplyFn, NodeAgent, StatusFn};
+pub use agent::{AgentConfig, AgentError, ApplyFn, FatalFn, NodeAgent, StatusFn};
 pub use election::{Fenced, Leadership, campaign, leader_value};
 pub use keys::{DEFAULT_PREFIX, Key, Keys, instance_index, instance_name};
 pub use records::{

@@ -8,6 +8,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use supervisor_core::{BackoffReason, ConfigErrors, ControlError, ExitStatus, TaskState, TaskView};
 use tokio::sync::oneshot;
 
+/// Why the supervisor stopped by itself on a configuration found unusable after start
+/// (exit 2, like a bad flag).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FatalConfig(pub String);
+
 /// What the API can ask.
 #[derive(Debug)]
 pub enum Request {
@@ -28,6 +34,9 @@ pub enum Request {
     },
     /// For the probe thread: which ready and health probes are wanted now.
     CheckTargets,
+    /// A part of the supervisor found its configuration unusable after start (the node
+    /// agent: `--node` taken by another live process): stop every task and exit 2.
+    Fatal(String),
     /// A probe's result.
     Checked {
         task: supervisor_core::TaskId,

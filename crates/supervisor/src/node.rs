@@ -4,7 +4,8 @@
 //! watches the node's assignments and hands the *whole* assigned set here whenever it changes;
 //! this module applies it through the same desired-state apply a person uses (`PUT /tasks`),
 //! limited to the tasks the cluster gave this node (node-local tasks from stdin are left
-//! alone), and answers the agent's status polls from the loop's snapshot.
+//! alone), and answers the agent's status polls from the loop's snapshot. An agent that stops
+//! by itself (its `--node` name held by another live process) stops the supervisor: exit 2.
 use crate::cli::Args;
 use crate::control::{ApplyBody, Envelope, Reply, Request};
 use anyhow::Context;
@@ -29,6 +30,7 @@ pub fn start(
     cfg.prefix = args.etcd_prefix.clone();
     cfg.addr = api.map(|a| a.to_string());
     let apply_control = control.clone();
+    let fatal_control = control.clone();
     let apply: cluster::ApplyFn = Box::new(move |tasks| {
         match ask(
             &apply_control,
@@ -72,8 +74,16 @@ pub fn start(
             .collect()
     });
     tracing::info!(node = %node, etcd = ?args.etcd, cpu_millicores = capacity.cpu, mem_mb = capacity.mem, "cluster mode: running the node agent");
-    let agent =
-        cluster::NodeAgent::spawn(cfg, apply, status).context("cannot start the node agent")?;
+    // The agent's thread runs a runtime of its own, where a blocking send may not wait: the
+    // loop is told from a short-lived thread.
+    let fatal: cluster::FatalFn = Box::new(move |e| {
+        let request = Request::Fatal(e.to_string());
+        let _ = std::thread::Builder::new()
+            .name("node-agent-fatal".into())
+            .spawn(move || ask(&fatal_control, request));
+    });
+    let agent = cluster::NodeAgent::spawn_with_fatal(cfg, apply, status, fatal)
+        .context("cannot start the node agent")?;
     Ok(Some(agent))
 }
 

@@ -118,7 +118,11 @@ pub fn main(args: Args) -> ExitCode {
             // by a standard error that nobody reads.
             flush.flush(LOG_FLUSH);
             crate::logging::eprint_bounded(format!("supervisor: {e:#}\n"), LOG_FLUSH);
-            ExitCode::from(1)
+            if e.downcast_ref::<crate::control::FatalConfig>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     };
     // Bounded: a sink that takes nothing (a stderr pipe nobody reads) must not keep us here.

@@ -441,3 +441,49 @@ fn a_changed_job_rolls_through_the_nodes_and_always_answers() {
     }
     drop(uv);
 }
+
+#[test]
+fn a_node_name_held_by_a_live_supervisor_is_refused_with_exit_2() {
+    let etcd = Etcd::start();
+    let args = |first: u16| {
+        vec![
+            format!("--etcd={}", etcd.endpoints_arg()),
+            "--node=twin".to_string(),
+            "--node-ttl=1s".to_string(),
+            format!("--port-range={first}-{}", first + 1),
+        ]
+    };
+    let (a, _) = testkit::free_port_range(2);
+    let (b, _) = testkit::free_port_range(2);
+    let local = list(&[sh_task("local", "echo $$ >> local.pids; exec sleep 1000")]);
+    let mut first = Sup::new();
+    let first_args = args(a);
+    first.start(
+        "",
+        &first_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(first.wait_log("node registered"), "{}", first.log());
+    let mut second = Sup::new();
+    let second_args = args(b);
+    second.start(
+        &local,
+        &second_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let pid = wait_pid_file(&second.path("local.pids"));
+    assert_eq!(second.wait_exit(), Some(2), "{}", second.log());
+    assert!(
+        second
+            .log()
+            .contains("node name \"twin\" is registered by another live process"),
+        "{}",
+        second.log()
+    );
+    assert!(!pid_alive(pid), "its tasks were stopped");
+    assert!(
+        !first.log().contains("node lease lost"),
+        "the holder was left alone: {}",
+        first.log()
+    );
+    first.signal(libc::SIGTERM);
+    assert_eq!(first.wait_exit(), Some(0));
+}

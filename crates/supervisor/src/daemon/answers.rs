@@ -31,6 +31,12 @@ impl Daemon {
             Request::Add(value) => return self.add(now, &value),
             Request::Apply { body, dry_run } => return self.apply(now, body, dry_run),
             Request::CheckTargets => return Reply::CheckTargets(self.core.check_targets()),
+            Request::Fatal(error) => {
+                tracing::error!("{error}: stopping every task");
+                self.fatal.get_or_insert(error);
+                self.core.shutdown(now, false);
+                return Reply::Done;
+            }
             Request::Checked {
                 task,
                 generation,

@@ -69,6 +69,8 @@ pub struct Daemon {
     last_checkpoint_ok: Option<Instant>,
     /// Requests from the API thread.
     control_rx: Option<mpsc::Receiver<Envelope>>,
+    /// Set by [`Request::Fatal`](crate::control::Request::Fatal): the exit is an error.
+    fatal: Option<String>,
     /// Task events as JSON, for `/events` and upstream reports.
     events_tx: crate::event_log::EventLog,
     /// Counters shared with the API thread.
@@ -129,6 +131,7 @@ impl Daemon {
             encoded_records: None,
             deferred: VecDeque::new(),
             cluster_tasks: std::collections::BTreeSet::new(),
+            fatal: None,
         })
     }
 
@@ -185,7 +188,10 @@ impl Daemon {
         self.write_final_checkpoint();
         self.tracker.finish();
         tracing::info!("all tasks stopped; supervisor exiting");
-        Ok(())
+        match self.fatal.take() {
+            Some(e) => Err(crate::control::FatalConfig(e).into()),
+            None => Ok(()),
+        }
     }
 
     /// Carries out every pending action. Actions beget actions (a spawn → its `Started` event,
