@@ -53,6 +53,8 @@ pub use checkpoint::{Checkpoint, CheckpointError, SupervisorIdentity, TaskRecord
 pub use controls::RestartPolicy;
 pub use limits::Limits;
 pub use ports::{PortAllocator, PortRange, PortRangeError};
-pub use spec::{ConfigError, ConfigErrors, TaskSpec, parse_task, parse_task_list};
+pub use spec::{
+    ConfigError, ConfigErrors, PORT_PLACEHOLDER, TaskSpec, parse_task, parse_task_list,
+};
 pub use status::{ExitStatus, signal_name};
 pub use task::{BackoffReason, LastExit, PhaseKind, StopReason, TaskId, TaskState, TaskView};

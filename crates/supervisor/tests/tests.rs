@@ -6,6 +6,7 @@ mod apiaddr;
 mod chaos;
 mod checkpoint;
 mod cluster;
+mod cluster_chaos;
 mod common;
 mod config;
 mod corpus;

@@ -168,6 +168,16 @@ pub fn reconcile(view: &View) -> (Vec<Op>, Vec<Unplaced>) {
     (ops, plan.unplaced)
 }
 
+fn uses_port(task: &serde_json::Map<String, Value>) -> bool {
+    task.get("command")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .filter_map(Value::as_str)
+                .any(|a| a.contains(supervisor_core::PORT_PLACEHOLDER))
+        })
+}
+
 /// Whether `node` reports `instance` as not running (no report yet is not "down": it may be
 /// serving, and simply not published yet).
 fn reported_down(view: &View, node: &str, instance: &str) -> bool {
@@ -187,10 +197,12 @@ fn assignment(j: &Job, instance: &str) -> Assignment {
     let mut task = j.task.clone();
     if let Some(o) = task.as_object_mut() {
         o.insert("name".into(), Value::String(instance.to_string()));
-        // A changed job replaces each instance new-before-old unless its task says otherwise
-        // (a program that must own a fixed port sets "stop-first").
-        o.entry("replace")
-            .or_insert_with(|| Value::String("start-first".into()));
+        // A changed job replaces each instance new-before-old unless its task says otherwise,
+        // where two copies can run side by side: each on its own {{port}}, or told apart by a
+        // ready check (the supervisor refuses start-first otherwise).
+        if !o.contains_key("replace") && (uses_port(o) || o.contains_key("ready")) {
+            o.insert("replace".into(), Value::String("start-first".into()));
+        }
     }
     Assignment {
         v: VERSION,
@@ -322,8 +334,14 @@ mod tests {
         v.statuses.clear();
         assert_eq!(updated(&reconcile(&v).0), ["web-1"]);
         let a = assignment(&v.jobs["web"].0, "web-1");
-        assert_eq!(a.task["replace"], "start-first");
         assert_eq!(a.task["name"], "web-1");
+        assert!(
+            a.task.get("replace").is_none(),
+            "no port and no ready check: two copies cannot run side by side"
+        );
+        v.jobs.get_mut("web").unwrap().0.task["command"] = json!(["srv", "--port={{port}}"]);
+        let a = assignment(&v.jobs["web"].0, "web-1");
+        assert_eq!(a.task["replace"], "start-first");
         v.jobs.get_mut("web").unwrap().0.task["replace"] = json!("stop-first");
         let a = assignment(&v.jobs["web"].0, "web-1");
         assert_eq!(
