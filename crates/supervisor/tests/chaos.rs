@@ -631,10 +631,6 @@ fn glob1(s: &str, pat: &str) -> bool {
     })
 }
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok()?.trim().parse().ok()
-}
-
 impl Drop for Chaos {
     fn drop(&mut self) {
         if let Some(mut c) = self.sup.take() {
@@ -651,12 +647,7 @@ impl Drop for Chaos {
 
 #[test]
 fn chaos_supervisor_and_task_kills_always_end_in_exactly_one_instance_of_each_task() {
-    let seed = env_u64("CHAOS_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
+    let seed = chaos_seed();
     let iterations = env_u64("CHAOS_ITERATIONS").unwrap_or(30);
     eprintln!("chaos: CHAOS_SEED={seed} CHAOS_ITERATIONS={iterations}");
     let t0 = Instant::now();

@@ -22,18 +22,31 @@ impl Drop for Uv {
     }
 }
 
+/// An `ubervisor` replica's command line: on `etcd`, listening on `addr`, its standard error
+/// to `err`.
+pub fn ubervisor_command(
+    sp: &Spawner,
+    etcd: &Etcd,
+    addr: &str,
+    id: &str,
+    election_ttl: &str,
+    err: std::fs::File,
+) -> std::process::Command {
+    let mut cmd = sp.bin("ubervisor");
+    cmd.arg(format!("--etcd={}", etcd.endpoints_arg()))
+        .arg(format!("--listen={addr}"))
+        .arg(format!("--id={id}"))
+        .arg(format!("--election-ttl={election_ttl}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err);
+    cmd
+}
+
 fn ubervisor(sp: &Spawner, etcd: &Etcd, dir: &std::path::Path) -> Uv {
     let addr = format!("127.0.0.1:{}", free_port());
     let err = std::fs::File::create(dir.join("uv.stderr")).unwrap();
-    let child = sp
-        .bin("ubervisor")
-        .arg(format!("--etcd={}", etcd.endpoints_arg()))
-        .arg(format!("--listen={addr}"))
-        .arg("--id=uv-test")
-        .arg("--election-ttl=2s")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err)
+    let child = ubervisor_command(sp, etcd, &addr, "uv-test", "2s", err)
         .spawn()
         .unwrap();
     let uv = Uv { child, addr };

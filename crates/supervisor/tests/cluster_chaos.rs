@@ -9,10 +9,11 @@
 //!
 //! Bounded: `CHAOS_ROUNDS` rounds (default 10, under a minute). The seed is printed;
 //! `CHAOS_SEED=N` replays a run.
+use crate::cluster::ubervisor_command;
 use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 use supervisor_core::SplitMix64;
 use testkit::{Etcd, Spawner, free_port, http_get, http_request, wait_for};
@@ -107,18 +108,16 @@ impl World {
             .append(true)
             .open(&r.err)
             .unwrap();
-        let child = self
-            .spawner
-            .bin("ubervisor")
-            .arg(format!("--etcd={}", self.etcd.endpoints_arg()))
-            .arg(format!("--listen={}", r.addr))
-            .arg(format!("--id=uv{i}"))
-            .arg("--election-ttl=1s")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
+        let child = ubervisor_command(
+            &self.spawner,
+            &self.etcd,
+            &r.addr,
+            &format!("uv{i}"),
+            "1s",
+            err,
+        )
+        .spawn()
+        .unwrap();
         r.child = Some(child);
     }
 
@@ -333,18 +332,9 @@ impl Drop for World {
     }
 }
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok()?.parse().ok()
-}
-
 #[test]
 fn cluster_chaos_node_supervisor_and_leader_kills_end_in_exactly_the_count_of_each_job() {
-    let seed = env_u64("CHAOS_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
+    let seed = chaos_seed();
     let rounds = env_u64("CHAOS_ROUNDS").unwrap_or(10);
     eprintln!("cluster chaos: CHAOS_SEED={seed} CHAOS_ROUNDS={rounds}");
     let t0 = Instant::now();

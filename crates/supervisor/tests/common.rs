@@ -242,6 +242,21 @@ pub fn wait_written(path: &Path) -> String {
         .unwrap_or_else(|| panic!("{} was never written", path.display()))
 }
 
+/// A number from the environment (`CHAOS_ITERATIONS` and the like).
+pub fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}
+
+/// `CHAOS_SEED` to replay a chaos run, else one from the clock (the tests print it).
+pub fn chaos_seed() -> u64 {
+    env_u64("CHAOS_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    })
+}
+
 /// Pids a task appended to a file, one per start.
 pub fn pids_in(path: &Path) -> Vec<i32> {
     std::fs::read_to_string(path)
