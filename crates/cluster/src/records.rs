@@ -97,7 +97,8 @@ pub struct TaskStatus {
     pub v: u32,
     /// The task's name on the node (the instance name).
     pub name: String,
-    /// The supervisor's state word: `running`, `backoff`, `yoyo`, `stopped`, ...
+    /// The supervisor's state word: `running`, `backoff`, `yoyo`, `stopped`, ...; `refused`
+    /// for an assignment the node cannot run (see `detail`).
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
@@ -117,6 +118,9 @@ pub struct TaskStatus {
     /// replace moves on only then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_generation: Option<u64>,
+    /// Why the state, where the node says: for `refused`, the supervisor's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Why a stored record could not be read.

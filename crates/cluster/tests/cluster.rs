@@ -53,6 +53,7 @@ fn agent(etcd: &Etcd, keys: &Keys, node: &str) -> (NodeAgent, Calls) {
                 yoyo: false,
                 generation: Some(1),
                 applied_generation: None,
+                detail: None,
             })
             .collect()
     });

@@ -96,6 +96,8 @@ pub struct Snapshot {
     /// How tasks are tracked: cgroups, or process groups (and why).
     pub tracking: crate::tracking::Mode,
     pub checkpoint: CheckpointHealth,
+    /// Cluster mode: assigned tasks this node refused, with the supervisor's reason.
+    pub refused: Vec<(String, String)>,
 }
 
 impl Snapshot {

@@ -53,8 +53,23 @@ pub fn start(
         let Some(Reply::Snapshot(snap)) = ask(&control, Request::Snapshot) else {
             return Vec::new();
         };
+        let refused = snap.refused.iter().map(|(name, why)| cluster::TaskStatus {
+            v: 1,
+            name: name.clone(),
+            state: "refused".into(),
+            host: None,
+            port: None,
+            pid: None,
+            restarts: 0,
+            yoyo: false,
+            generation: None,
+            applied_generation: None,
+            detail: Some(why.clone()),
+        });
+        let refused_names: Vec<&String> = snap.refused.iter().map(|(n, _)| n).collect();
         snap.views
             .iter()
+            .filter(|v| !refused_names.contains(&&v.spec.name))
             .map(|v| cluster::TaskStatus {
                 v: 1,
                 name: v.spec.name.clone(),
@@ -70,7 +85,9 @@ pub fn start(
                 yoyo: v.yoyo_since.is_some(),
                 generation: Some(v.generation),
                 applied_generation: None,
+                detail: None,
             })
+            .chain(refused)
             .collect()
     });
     tracing::info!(node = %node, etcd = ?args.etcd, cpu_millicores = capacity.cpu, mem_mb = capacity.mem, "cluster mode: running the node agent");

@@ -326,7 +326,7 @@ fn nodes(etcd: &Etcd, n: usize) -> Vec<Sup> {
         .collect()
 }
 
-/// The (instance, pid, port) of every running instance of `job` on `sup`.
+/// The (instance, pid, port) of every running instance of `job` on `sup` (port 0: none).
 fn running_instances(sup: &Sup, job: &str) -> Vec<(String, i32, u16)> {
     tasks_of(sup)
         .into_iter()
@@ -340,7 +340,7 @@ fn running_instances(sup: &Sup, job: &str) -> Vec<(String, i32, u16)> {
             Some((
                 t["name"].as_str()?.to_string(),
                 t["pid"].as_i64()? as i32,
-                t["port"].as_u64()? as u16,
+                t["port"].as_u64().unwrap_or(0) as u16,
             ))
         })
         .collect()
@@ -499,4 +499,52 @@ fn a_node_name_held_by_a_live_supervisor_is_refused_with_exit_2() {
     );
     first.signal(libc::SIGTERM);
     assert_eq!(first.wait_exit(), Some(0));
+}
+
+#[test]
+fn an_assignment_a_node_cannot_run_is_refused_alone_and_said_why() {
+    let etcd = Etcd::start();
+    let sp = Spawner::new();
+    let nodes = nodes(&etcd, 1);
+    let uv = ubervisor(&sp, &etcd, nodes[0].path("").as_path());
+    let submit = |method: &str, path: &str, job: Value| {
+        let r = http_request(method, &uv.addr, path, &[], Some(&job.to_string())).unwrap();
+        assert!((200..300).contains(&r.status), "{} {}", r.status, r.body);
+    };
+    let good = |count: u32| json!({"name": "good", "task": {"command": ["sleep", "1000"]}, "count": count, "cpu": 100, "mem": 16});
+    submit("POST", "/jobs", good(1));
+    assert!(wait_for(LONG, || running_instances(&nodes[0], "good")
+        .len()
+        == 1));
+    // Valid as a task, but the program is not on this machine.
+    submit(
+        "POST",
+        "/jobs",
+        json!({"name": "bad", "task": {"command": ["/nonexistent/program"]}, "count": 1, "cpu": 100, "mem": 16}),
+    );
+    let shown = wait_for_value(LONG, || {
+        let j: Value =
+            serde_json::from_str(&http_get(&uv.addr, "/jobs/bad", &[]).ok()?.body).ok()?;
+        let i = j["instances"].as_array()?.first()?.clone();
+        (i["state"] == "refused").then_some(i)
+    })
+    .expect("the node reports the instance refused");
+    assert!(
+        shown["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("/nonexistent/program")),
+        "{shown}"
+    );
+    // The rest of the node's work goes on: a new count of the good job is applied.
+    submit("PUT", "/jobs/good", good(2));
+    assert!(
+        wait_for(LONG, || running_instances(&nodes[0], "good").len() == 2),
+        "{}",
+        nodes[0].log()
+    );
+    for mut n in nodes {
+        n.signal(libc::SIGTERM);
+        assert_eq!(n.wait_exit(), Some(0));
+    }
+    drop(uv);
 }

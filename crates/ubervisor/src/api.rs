@@ -124,6 +124,7 @@ async fn show_job(State(s): S, Path(name): Path<String>) -> ApiResult {
                 "state": st.map(|s| s.state.as_str()).unwrap_or("assigned"),
                 "host": st.and_then(|s| s.host.clone()), "port": st.and_then(|s| s.port),
                 "pid": st.and_then(|s| s.pid),
+                "detail": st.and_then(|s| s.detail.clone()),
             })
         })
         .collect();

@@ -114,6 +114,11 @@ pub async fn run(args: CtlArgs) -> u8 {
                 &["instance", "node", "state", "host", "port", "pid"],
             );
             print_table(&["INSTANCE", "NODE", "STATE", "HOST", "PORT", "PID"], &rows);
+            for i in v["instances"].as_array().into_iter().flatten() {
+                if let Some(d) = i["detail"].as_str() {
+                    println!("{} on {}: {d}", cell(&i["instance"]), cell(&i["node"]));
+                }
+            }
             for u in v["unplaced"].as_array().into_iter().flatten() {
                 println!(
                     "{}: not placed: {}",

@@ -284,6 +284,7 @@ mod tests {
                 yoyo: false,
                 generation: Some(1),
                 applied_generation: Some(applied),
+                detail: None,
             },
         );
     }

@@ -104,6 +104,7 @@ fn node(etcd: &Etcd, prefix: &str, name: &str, cpu: u64, mem: u64) -> (NodeAgent
                 yoyo: false,
                 generation: Some(1),
                 applied_generation: None,
+                detail: None,
             })
             .collect()
     });

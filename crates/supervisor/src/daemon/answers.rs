@@ -160,23 +160,40 @@ impl Daemon {
         }
     }
 
-    /// Cluster mode: converge on the assigned set, leaving node-local tasks alone.
+    /// Cluster mode: converge on the assigned set, leaving node-local tasks alone. A task
+    /// invalid here (a program missing on this machine, a bad field) is refused on its own and
+    /// reported back; it never holds up the rest of the node's work.
     fn apply_cluster(&mut self, now: Instant, tasks: Vec<serde_json::Value>) -> Reply {
         let ports = self.core.port_range();
         let mut specs = Vec::with_capacity(tasks.len());
-        let mut problems = Vec::new();
+        let mut refused = std::collections::BTreeMap::new();
         for (i, t) in tasks.iter().enumerate() {
-            match parse_task(t, i + 1, &HashSet::new(), ports) {
-                Ok(s) => specs.push(s),
-                Err(mut e) => problems.append(&mut e.0),
-            }
+            let name = t
+                .get("name")
+                .and_then(serde_json::Value::as_str)
+                .map_or_else(|| format!("#{}", i + 1), str::to_string);
+            let problems = match parse_task(t, i + 1, &HashSet::new(), ports) {
+                Ok(s) => {
+                    let p = precheck::check_one(&s, i + 1);
+                    if p.is_empty() {
+                        specs.push(s);
+                        continue;
+                    }
+                    p
+                }
+                Err(e) => e.0,
+            };
+            let why = ConfigErrors(problems).to_string();
+            tracing::warn!(task = %name, error = %why.trim(), "assigned task refused on this node");
+            refused.insert(name, why.trim().to_string());
         }
-        problems.extend(precheck::check(&specs, 1));
-        if !problems.is_empty() {
-            return Reply::Error(ApiError::from(ConfigErrors(problems)));
-        }
-        let wanted: std::collections::BTreeSet<String> =
-            specs.iter().map(|s| s.name.clone()).collect();
+        // A refused task that runs (an older version) is neither replaced nor removed.
+        let wanted: std::collections::BTreeSet<String> = specs
+            .iter()
+            .map(|s| s.name.clone())
+            .chain(refused.keys().cloned())
+            .collect();
+        self.cluster_refused = refused;
         let gone: Vec<String> = self.cluster_tasks.difference(&wanted).cloned().collect();
         let mut plan = match self.core.apply(now, specs, false) {
             Ok(p) => p,
@@ -235,6 +252,11 @@ impl Daemon {
                     .map(|t| now.saturating_duration_since(t).as_secs_f64()),
                 last_error: self.last_checkpoint_error.clone(),
             },
+            refused: self
+                .cluster_refused
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 }

@@ -69,6 +69,9 @@ pub struct Daemon {
     last_checkpoint_ok: Option<Instant>,
     /// Requests from the API thread.
     control_rx: Option<mpsc::Receiver<Envelope>>,
+    /// Cluster mode: assigned tasks refused here (invalid on this node), and why. The rest of
+    /// the assignment is applied all the same; a refused task's running copy, if any, stays.
+    cluster_refused: std::collections::BTreeMap<String, String>,
     /// Set by [`Request::Fatal`](crate::control::Request::Fatal): the exit is an error.
     fatal: Option<String>,
     /// Task events as JSON, for `/events` and upstream reports.
@@ -132,6 +135,7 @@ impl Daemon {
             deferred: VecDeque::new(),
             cluster_tasks: std::collections::BTreeSet::new(),
             fatal: None,
+            cluster_refused: std::collections::BTreeMap::new(),
         })
     }
 
