@@ -202,6 +202,10 @@ fn assignment(j: &Job, instance: &str) -> Assignment {
         // ready check (the supervisor refuses start-first otherwise).
         if !o.contains_key("replace") && (uses_port(o) || o.contains_key("ready")) {
             o.insert("replace".into(), Value::String("start-first".into()));
+            // The old copy goes once the new one is ready: without a check of its own, once
+            // its port accepts (not merely once it runs, which leaves a moment with neither).
+            o.entry("ready")
+                .or_insert_with(|| serde_json::json!({"tcp": true}));
         }
     }
     Assignment {
@@ -343,6 +347,7 @@ mod tests {
         v.jobs.get_mut("web").unwrap().0.task["command"] = json!(["srv", "--port={{port}}"]);
         let a = assignment(&v.jobs["web"].0, "web-1");
         assert_eq!(a.task["replace"], "start-first");
+        assert_eq!(a.task["ready"], json!({"tcp": true}));
         v.jobs.get_mut("web").unwrap().0.task["replace"] = json!("stop-first");
         let a = assignment(&v.jobs["web"].0, "web-1");
         assert_eq!(
