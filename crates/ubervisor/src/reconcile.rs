@@ -34,6 +34,10 @@ pub fn reconcile(view: &View) -> (Vec<Op>, Vec<Unplaced>) {
             .get(&(n.to_string(), i.to_string()))
             .is_some_and(|s| s.state == "running")
     };
+    // A node without `info` keeps its assignments until the loss handling lets them go.
+    let released = |n: &String, i: &String| {
+        !view.nodes.contains_key(n) && view.released.contains(&(n.clone(), i.clone()))
+    };
     // (job, index) -> nodes holding a live copy, in node order.
     let mut copies: BTreeMap<(&str, u32), Vec<&str>> = BTreeMap::new();
     let mut kept: Vec<Placement> = Vec::new();
@@ -41,7 +45,7 @@ pub fn reconcile(view: &View) -> (Vec<Op>, Vec<Unplaced>) {
         let job = view.jobs.get(&p.assignment.job).map(|(j, _)| j);
         let index = job.and_then(|j| instance_index(&j.name, instance));
         let keep = match (job, index) {
-            (Some(j), Some(i)) if i <= j.count && view.nodes.contains_key(node) => {
+            (Some(j), Some(i)) if i <= j.count && !released(node, instance) => {
                 copies.entry((j.name.as_str(), i)).or_default().push(node);
                 true
             }
