@@ -11,6 +11,7 @@ mod config;
 mod corpus;
 mod dashboard;
 mod declarative;
+mod faults;
 mod fsfaults;
 mod hostile;
 mod logs;

@@ -314,9 +314,17 @@ fn a_standby_names_the_leader_takes_over_after_sigkill_and_jobs_survive_restarts
 
     assert_eq!(leader.send("POST", "/jobs", &job("web", 1, 100, 64)).0, 201);
     leader.signal(libc::SIGKILL);
+    let killed = std::time::Instant::now();
     assert!(
         wait_for(LONG, || standby.leads()),
         "the standby never took over"
+    );
+    // --election-ttl=2s: the dead leader's lease expires within 2 s, and the standby's
+    // campaign returns at once.
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the standby led {took:?} after the SIGKILL"
     );
     let (st, body) = standby.send("POST", "/jobs", &job("db", 1, 100, 64));
     assert_eq!(st, 201, "{body}");
@@ -348,6 +356,9 @@ fn a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes() {
 
     a.signal(libc::SIGSTOP);
     assert!(wait_for(LONG, || b.leads()), "b never took over");
+    // Quiet from here on (one node, no jobs): any data write would be the newest key.
+    std::thread::sleep(Duration::from_millis(500));
+    let rev = newest_data_write(&etcd, &p);
     // A write queued at the paused old leader: it is handled the moment it wakes, while it
     // may still believe it leads. The fence must stop it.
     let addr = a.addr.clone();
@@ -366,4 +377,27 @@ fn a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes() {
         "{}",
         b.get("/jobs")
     );
+    // Nothing at all was written once it woke, not the API's write, not its placement loop
+    // (its campaign keys, under election/, are not data).
+    assert_eq!(
+        newest_data_write(&etcd, &p),
+        rev,
+        "the deposed leader wrote"
+    );
+}
+
+/// The newest mod revision of any key under `prefix` outside the election.
+fn newest_data_write(etcd: &Etcd, prefix: &str) -> i64 {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = cluster::connect(&etcd.endpoints()).await.unwrap();
+        let mut m = cluster::Mirror::new(c, prefix);
+        m.sync().await.unwrap();
+        m.entries()
+            .iter()
+            .filter(|(k, _)| !k.contains("/election/"))
+            .map(|(_, e)| e.mod_revision)
+            .max()
+            .unwrap_or(0)
+    })
 }
