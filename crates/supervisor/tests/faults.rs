@@ -184,6 +184,10 @@ fn a_lost_machines_instances_answer_elsewhere_in_time_and_a_returning_node_stops
         took <= TTL + Duration::from_secs(3),
         "{lost_name} took {took:?}"
     );
+    eprintln!(
+        "{lost_name} answered elsewhere {} ms after the SIGKILL",
+        took.as_millis()
+    );
     assert_eq!(uv.node("n1")["lost"], true);
 
     // n1 comes back (same name, same dump file): it runs nothing, the job still has three.
@@ -203,6 +207,10 @@ fn a_lost_machines_instances_answer_elsewhere_in_time_and_a_returning_node_stops
     assert!(
         took <= TTL + Duration::from_secs(3),
         "{hung_name} took {took:?}"
+    );
+    eprintln!(
+        "{hung_name} answered elsewhere {} ms after the SIGSTOP",
+        took.as_millis()
     );
     assert!(pid_alive(hung_pid) && answers(hung_port));
 

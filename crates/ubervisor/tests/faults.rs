@@ -282,6 +282,20 @@ fn a_storm_of_losses_freezes_moves_pages_and_unfreezes_on_command() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The dashboard says so too, and which nodes are lost.
+    let browser = testkit::browser::Browser::launch()
+        .unwrap_or_else(|e| panic!("the dashboard check needs headless Chromium: {e}"));
+    let page = browser.new_page().unwrap();
+    page.navigate(&format!("http://{}/", uv.addr)).unwrap();
+    page.wait_for(
+        "document.getElementById('moves').textContent.startsWith('Moves frozen: 2 of 3') && \
+         document.querySelector('tr[data-node=\"n3\"] .health').textContent === 'lost'",
+        LONG,
+    )
+    .unwrap();
+    assert!(page.js_errors().is_empty(), "{:?}", page.js_errors());
+    drop(page);
+    drop(browser);
     let ctl = |args: &[&str]| {
         let out = sp
             .bin("ubervisor")
