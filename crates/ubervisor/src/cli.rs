@@ -44,7 +44,9 @@ pub struct Cli {
     /// lost nodes (and pages `moves_frozen`); A/B or a decimal, 1 never freezes.
     #[arg(long, default_value = "1/3", value_parser = parse_share)]
     pub freeze_share: f64,
-    /// At most N instances moved off lost nodes per PERIOD (N/PERIOD, e.g. 100/1s).
+    /// At most N instances moved off lost nodes per PERIOD (N/PERIOD). The default is one
+    /// transaction's worth a second: a lost node of up to 100 instances moves at once, a
+    /// bigger loss under the freeze share is spread out rather than dumped on the survivors.
     #[arg(long, default_value = "100/1s", value_parser = Rate::parse)]
     pub max_moves: Rate,
     /// A node lost N times within PERIOD is cordoned automatically and paged (N/PERIOD; 0/1h
