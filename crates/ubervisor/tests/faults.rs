@@ -328,6 +328,43 @@ fn a_storm_of_losses_freezes_moves_pages_and_unfreezes_on_command() {
 }
 
 #[test]
+fn a_freeze_lifts_by_itself_once_the_lost_nodes_are_back_under_the_share() {
+    let etcd = Etcd::start();
+    let sp = Spawner::new();
+    let p = prefix("thaw");
+    let _n1 = node(&etcd, &p, "n1", 4000);
+    let n2 = node(&etcd, &p, "n2", 4000);
+    let n3 = node(&etcd, &p, "n3", 4000);
+    let uv = Uv::start(&sp, &etcd, &p, "uv-a", &["--lost-grace=1s"]);
+    assert!(wait_for(LONG, || uv.leads()));
+    wait_nodes(&uv, 3);
+    assert_eq!(uv.send("POST", "/jobs", &job("web", 3, 100)), 201);
+    assert!(wait_for(LONG, || placed(&uv, "web").len() == 3));
+    std::thread::sleep(Duration::from_millis(1200)); // past the first grace
+    drop(n2);
+    drop(n3);
+    assert!(wait_for(LONG, || uv
+        .health()
+        .is_some_and(|h| h["moves"]["frozen"] == true)));
+    // n2 registers again: one of three still lost is not more than a third.
+    let _n2 = node(&etcd, &p, "n2", 4000);
+    let h = wait_for_value(LONG, || {
+        uv.health().filter(|h| h["moves"]["frozen"] == false)
+    })
+    .expect("unfrozen by itself");
+    let why = h["moves"]["reason"].as_str().unwrap();
+    assert!(why.contains("by itself") && why.contains("1 of 3"), "{why}");
+    // n3's instance moves now; n2 kept what it held (if it was not moved before the freeze).
+    assert!(
+        wait_for(LONG, || on(&uv, "web", "n1") + on(&uv, "web", "n2") == 3),
+        "{:?}",
+        placed(&uv, "web")
+    );
+    assert_eq!(uv.node("n3")["lost"], true);
+    assert_eq!(uv.node("n2")["lost"], false);
+}
+
+#[test]
 fn moves_off_a_lost_node_are_rate_limited() {
     let etcd = Etcd::start();
     let sp = Spawner::new();
