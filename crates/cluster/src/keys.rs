@@ -8,6 +8,7 @@
 //! <p>status/<node>/<instance>        TaskStatus  written by the node agent, node lease
 //! <p>resched/<job>                   Reschedule  written by the leader (fenced), no lease
 //! <p>losses/<node>                   NodeLosses  written by the leader (fenced), no lease
+//! <p>moves                           Moves       written by the leader (fenced), no lease
 //! <p>election/ubervisor              etcd Election API name; value = leader's HTTP address
 //! ```
 //! Assignments are keyed node first, so a node agent watches one prefix and wakes only for
@@ -32,6 +33,8 @@ pub enum Key {
     Resched(String),
     /// When a node was lost, kept across leader changes (for automatic cordoning).
     Losses(String),
+    /// Whether moves off lost nodes are frozen (a storm of losses), kept across leader changes.
+    Moves,
 }
 
 /// Builds and parses keys under one prefix (default `/uv/`), so test runs and clusters can
@@ -104,6 +107,9 @@ impl Keys {
     pub fn losses(&self, node: &str) -> String {
         format!("{}losses/{node}", self.prefix)
     }
+    pub fn moves(&self) -> String {
+        format!("{}moves", self.prefix)
+    }
     /// The Election API name the ubervisor replicas campaign on.
     pub fn election(&self) -> String {
         format!("{}election/ubervisor", self.prefix)
@@ -128,6 +134,7 @@ impl Keys {
             }),
             ["resched", j] if ok(j) => Some(Key::Resched((*j).into())),
             ["losses", n] if ok(n) => Some(Key::Losses((*n).into())),
+            ["moves"] => Some(Key::Moves),
             _ => None,
         }
     }
@@ -177,6 +184,7 @@ mod tests {
         );
         assert_eq!(k.parse(&k.resched("web")), Some(Key::Resched("web".into())));
         assert_eq!(k.parse(&k.losses("n1")), Some(Key::Losses("n1".into())));
+        assert_eq!(k.parse(&k.moves()), Some(Key::Moves));
         assert_eq!(k.parse("/uv/jobs/web"), None);
         assert_eq!(k.parse(&format!("{}jobs/", k.prefix())), None);
         assert_eq!(k.parse(&format!("{}assign/n1/a/b", k.prefix())), None);

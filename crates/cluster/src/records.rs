@@ -123,6 +123,41 @@ pub struct TaskStatus {
     pub detail: Option<String>,
 }
 
+/// A node's losses: `losses/<node>`, written by the leader (fenced), no lease, so a leader
+/// change neither forgets that a node is lost nor resets how often it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeLosses {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub node: String,
+    /// When the node was declared lost (Unix ms, oldest first), only those within the
+    /// automatic-cordon window.
+    #[serde(default)]
+    pub lost_at_ms: Vec<u64>,
+    /// Declared lost and not registered again since: its instances may be moved away.
+    #[serde(default)]
+    pub lost: bool,
+}
+
+/// Whether the leader may move instances off lost nodes: `moves`, written by the leader
+/// (fenced), no lease, so a freeze outlives a leader change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Moves {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub frozen: bool,
+    /// Why they were frozen or unfrozen, for `/health`, `GET /nodes` and the page.
+    #[serde(default)]
+    pub reason: String,
+    /// When it was frozen or unfrozen (Unix ms).
+    #[serde(default)]
+    pub since_ms: u64,
+    /// Losses declared before this (Unix ms) do not count towards a new freeze: an unfreeze
+    /// accepts them.
+    #[serde(default)]
+    pub unfrozen_at_ms: u64,
+}
+
 /// Why a stored record could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -143,7 +178,9 @@ pub trait Versioned {
 macro_rules! versioned {
     ($($t:ty),*) => {$(impl Versioned for $t { fn version(&self) -> u32 { self.v } })*};
 }
-versioned!(Job, NodeInfo, Cordon, Assignment, TaskStatus);
+versioned!(
+    Job, NodeInfo, Cordon, Assignment, TaskStatus, NodeLosses, Moves
+);
 
 /// Reads the record stored at `key`, refusing versions from the future.
 pub fn decode<T: for<'de> Deserialize<'de> + Versioned>(

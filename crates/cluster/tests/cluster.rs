@@ -1,8 +1,8 @@
 //! The cluster library against a real etcd: the node agent, leases, fencing.
 #![allow(clippy::unwrap_used)]
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cluster::recording::{Calls, recording_agent};
 use cluster::{
     AgentConfig, AgentError, Assignment, Capacity, Fenced, Keys, Lease, NodeAgent, NodeInfo,
     TaskStatus, VERSION, campaign, connect, decode, encode, leader_value,
@@ -11,16 +11,13 @@ use etcd_client::{Client, GetOptions, TxnOp};
 use serde_json::{Value, json};
 use testkit::{Etcd, wait_for};
 
-type Calls = Arc<Mutex<Vec<Vec<Value>>>>;
-
 fn prefix() -> String {
     format!("/t/{}/", std::process::id())
 }
 
-/// An agent whose apply records every call and whose status source says every applied task
-/// is running on port 9000 + its index.
+/// A recording agent (see `cluster::recording`): statuses say every applied task is running
+/// on port 9000 + its index.
 fn agent(etcd: &Etcd, keys: &Keys, node: &str) -> (NodeAgent, Calls) {
-    let calls: Calls = Arc::default();
     let mut cfg = AgentConfig::new(
         etcd.endpoints(),
         node,
@@ -32,32 +29,7 @@ fn agent(etcd: &Etcd, keys: &Keys, node: &str) -> (NodeAgent, Calls) {
     cfg.prefix = keys.prefix().to_string();
     cfg.ttl = Duration::from_secs(2);
     cfg.status_interval = Duration::from_millis(100);
-    let c = calls.clone();
-    let apply = Box::new(move |set: Vec<Value>| {
-        c.lock().unwrap().push(set);
-        Ok(())
-    });
-    let c = calls.clone();
-    let status = Box::new(move || {
-        let last = c.lock().unwrap().last().cloned().unwrap_or_default();
-        last.iter()
-            .enumerate()
-            .map(|(i, t)| TaskStatus {
-                v: VERSION,
-                name: t["name"].as_str().unwrap().to_string(),
-                state: "running".into(),
-                host: Some("127.0.0.1".into()),
-                port: Some(9000 + i as u16),
-                pid: Some(1),
-                restarts: 0,
-                yoyo: false,
-                generation: Some(1),
-                applied_generation: None,
-                detail: None,
-            })
-            .collect()
-    });
-    (NodeAgent::spawn(cfg, apply, status).unwrap(), calls)
+    recording_agent(cfg).unwrap()
 }
 
 fn names(set: &[Value]) -> Vec<String> {

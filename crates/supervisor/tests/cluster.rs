@@ -22,21 +22,21 @@ impl Drop for Uv {
     }
 }
 
-/// An `ubervisor` replica's command line: on `etcd`, listening on `addr`, its standard error
-/// to `err`.
+/// An `ubervisor` replica's command line: on `etcd`, listening on `addr`, with `extra` flags
+/// (`--election-ttl=2s` when none), its standard error to `err`.
 pub fn ubervisor_command(
     sp: &Spawner,
     etcd: &Etcd,
     addr: &str,
     id: &str,
-    election_ttl: &str,
+    extra: &[String],
     err: std::fs::File,
 ) -> std::process::Command {
     let mut cmd = sp.bin("ubervisor");
     cmd.arg(format!("--etcd={}", etcd.endpoints_arg()))
         .arg(format!("--listen={addr}"))
         .arg(format!("--id={id}"))
-        .arg(format!("--election-ttl={election_ttl}"))
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err);
@@ -46,7 +46,8 @@ pub fn ubervisor_command(
 fn ubervisor(sp: &Spawner, etcd: &Etcd, dir: &std::path::Path) -> Uv {
     let addr = format!("127.0.0.1:{}", free_port());
     let err = std::fs::File::create(dir.join("uv.stderr")).unwrap();
-    let child = ubervisor_command(sp, etcd, &addr, "uv-test", "2s", err)
+    let ttl = ["--election-ttl=2s".to_string()];
+    let child = ubervisor_command(sp, etcd, &addr, "uv-test", &ttl, err)
         .spawn()
         .unwrap();
     let uv = Uv { child, addr };
@@ -327,7 +328,7 @@ fn nodes(etcd: &Etcd, n: usize) -> Vec<Sup> {
 }
 
 /// The (instance, pid, port) of every running instance of `job` on `sup` (port 0: none).
-fn running_instances(sup: &Sup, job: &str) -> Vec<(String, i32, u16)> {
+pub fn running_instances(sup: &Sup, job: &str) -> Vec<(String, i32, u16)> {
     tasks_of(sup)
         .into_iter()
         .filter(|t| {

@@ -113,7 +113,12 @@ impl World {
             &self.etcd,
             &r.addr,
             &format!("uv{i}"),
-            "1s",
+            // Short timings; a node restarted again and again is no reason to cordon it here.
+            &[
+                "--election-ttl=1s".into(),
+                "--lost-grace=2s".into(),
+                "--lost-cordon=0/1h".into(),
+            ],
             err,
         )
         .spawn()

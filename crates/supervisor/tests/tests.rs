@@ -12,6 +12,7 @@ mod config;
 mod corpus;
 mod dashboard;
 mod declarative;
+mod faults;
 mod fsfaults;
 mod hostile;
 mod logs;

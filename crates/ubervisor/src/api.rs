@@ -30,6 +30,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/nodes", get(list_nodes))
         .route("/nodes/{name}/{action}", post(node_action))
+        .route("/moves/unfreeze", post(unfreeze))
         .route("/events", get(events))
         .route("/sd", get(sd))
         .with_state(shared)
@@ -79,7 +80,39 @@ async fn health(State(s): S) -> Json<Value> {
         "leader": leader,
         "revision": view.revision,
         "unreadable_records": view.bad,
+        "moves": moves_json(&view),
     }))
+}
+
+/// Whether moves off lost nodes are frozen, and why (also why they were last unfrozen).
+fn moves_json(view: &crate::view::View) -> Value {
+    match &view.moves {
+        Some(m) => json!({"frozen": m.frozen, "reason": m.reason, "since_ms": m.since_ms}),
+        None => json!({"frozen": false, "reason": null, "since_ms": null}),
+    }
+}
+
+/// `POST /moves/unfreeze`: moves off lost nodes resume; the losses so far are accepted (only
+/// later ones count toward a new freeze).
+async fn unfreeze(State(s): S) -> ApiResult {
+    let view = s.view.borrow().clone();
+    let was = view.frozen();
+    let now = crate::page::now_ms();
+    let m = cluster::Moves {
+        v: VERSION,
+        frozen: false,
+        reason: format!("unfrozen by an operator (POST /moves/unfreeze on {})", s.id),
+        since_ms: now,
+        unfrozen_at_ms: now,
+    };
+    write(
+        &s,
+        vec![],
+        vec![TxnOp::put(s.keys.moves(), encode(&m), None)],
+    )
+    .await?;
+    tracing::warn!(was_frozen = was, "moves unfrozen by an operator");
+    Ok(Json(json!({"frozen": false, "was_frozen": was})).into_response())
 }
 
 async fn list_jobs(State(s): S) -> Json<Value> {
@@ -316,6 +349,7 @@ pub(crate) fn sd_groups(view: &crate::view::View) -> Vec<Value> {
 async fn list_nodes(State(s): S) -> Json<Value> {
     let view = s.view.borrow().clone();
     let mut names: Vec<&String> = view.nodes.keys().chain(view.cordons.keys()).collect();
+    names.extend(view.losses.iter().filter(|(_, l)| l.lost).map(|(n, _)| n));
     names.extend(view.assigns.keys().map(|(n, _)| n));
     names.sort();
     names.dedup();
@@ -324,9 +358,13 @@ async fn list_nodes(State(s): S) -> Json<Value> {
         .map(|n| {
             let info = view.nodes.get(n);
             let (cpu, mem) = view.allocated(n);
+            let losses = view.losses.get(n);
             json!({
                 "name": n,
                 "alive": info.is_some(),
+                "lost": view.lost(n),
+                "lost_at_ms": losses.map(|l| l.lost_at_ms.clone()).unwrap_or_default(),
+                "moves_frozen": view.moves.as_ref().filter(|m| m.frozen).map(|m| m.reason.clone()),
                 "capacity": info.map(|i| json!({"cpu": i.capacity.cpu, "mem": i.capacity.mem})),
                 "allocated": {"cpu": cpu, "mem": mem},
                 "cordoned": view.cordons.contains_key(n),

@@ -4,6 +4,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use servicekit::duration::parse_duration_arg;
 
+use crate::lost::{Rate, parse_share};
+
 /// Cluster scheduler replica on etcd: takes jobs over HTTP, places their instances on the
 /// registered supervisor nodes, and writes the placements for the nodes' agents.
 #[derive(Debug, Parser)]
@@ -33,6 +35,29 @@ pub struct Cli {
     /// Gets the same events POSTed as JSON (http://HOST:PORT/PATH).
     #[arg(long)]
     pub page_url: Option<String>,
+    /// A new leader declares no node lost before it has led this long (its view of who
+    /// heartbeats must be fresh); also the window in which losses count as one storm.
+    /// Default: the node TTL's default.
+    #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+    pub lost_grace: Duration,
+    /// More than this share of the known nodes lost within one --lost-grace freezes moves off
+    /// lost nodes (and pages `moves_frozen`); A/B or a decimal, 1 never freezes.
+    #[arg(long, default_value = "1/3", value_parser = parse_share)]
+    pub freeze_share: f64,
+    /// At most N instances moved off lost nodes per PERIOD (N/PERIOD). The default is one
+    /// transaction's worth a second: a lost node of up to 100 instances moves at once, a
+    /// bigger loss under the freeze share is spread out rather than dumped on the survivors.
+    #[arg(long, default_value = "100/1s", value_parser = Rate::parse)]
+    pub max_moves: Rate,
+    /// A node lost N times within PERIOD is cordoned automatically and paged (N/PERIOD; 0/1h
+    /// never cordons).
+    #[arg(long, default_value = "3/1h", value_parser = Rate::parse)]
+    pub lost_cordon: Rate,
+    /// Runs under `sh -c` when a node is declared lost, with the event as JSON on stdin and
+    /// UV_NODE=<node> in its environment (e.g. to restart that node's supervisor); it must
+    /// finish within 10 s (start long-lived processes in the background, output redirected).
+    #[arg(long)]
+    pub remediate_command: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,4 +96,6 @@ pub enum CtlCommand {
     Uncordon { name: String },
     /// Cordon, and move the node's instances elsewhere.
     Drain { name: String },
+    /// Let moves off lost nodes resume after a storm froze them (accepts the losses so far).
+    Unfreeze,
 }

@@ -33,6 +33,7 @@ pub async fn run(args: CtlArgs) -> u8 {
         CtlCommand::Cordon { name } => ("POST", format!("/nodes/{name}/cordon"), None),
         CtlCommand::Uncordon { name } => ("POST", format!("/nodes/{name}/uncordon"), None),
         CtlCommand::Drain { name } => ("POST", format!("/nodes/{name}/drain"), None),
+        CtlCommand::Unfreeze => ("POST", "/moves/unfreeze".to_string(), None),
     };
     let url = base.join(&path);
     let hdrs = [("Content-Type", "application/json")];
@@ -93,8 +94,10 @@ pub async fn run(args: CtlArgs) -> u8 {
                         cell(&n["name"]),
                         if n["alive"].as_bool() == Some(true) {
                             "alive".into()
-                        } else {
+                        } else if n["lost"].as_bool() == Some(true) {
                             "lost".into()
+                        } else {
+                            "missing".into()
                         },
                         n["cordon_reason"].as_str().unwrap_or("-").to_string(),
                         format!("{}/{}", used("cpu"), cap("cpu")),
@@ -107,6 +110,9 @@ pub async fn run(args: CtlArgs) -> u8 {
                 &["NODE", "HEALTH", "CORDON", "CPU", "MEM", "INSTANCES"],
                 &rows,
             );
+            if let Some(why) = list.iter().find_map(|n| n["moves_frozen"].as_str()) {
+                println!("moves frozen: {why}");
+            }
         }
         CtlCommand::Job { .. } => {
             let rows = rows(
@@ -132,6 +138,8 @@ pub async fn run(args: CtlArgs) -> u8 {
         CtlCommand::Cordon { name } => println!("cordoned node {name}"),
         CtlCommand::Uncordon { name } => println!("uncordoned node {name}"),
         CtlCommand::Drain { name } => println!("draining node {name}"),
+        CtlCommand::Unfreeze if v["was_frozen"] == true => println!("moves unfrozen"),
+        CtlCommand::Unfreeze => println!("moves were not frozen (the losses so far are accepted)"),
     }
     0
 }

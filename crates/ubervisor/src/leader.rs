@@ -3,8 +3,10 @@
 //! A replica grants a lease of `--election-ttl`, campaigns (blocking while another leads),
 //! and on winning runs [`lead`]: on every new view (and a 200 ms tick) it asks
 //! [`reconcile`] what to change and writes it in fenced transactions of at most 100
-//! operations. After a write it waits until its own view has caught up with that revision
-//! before planning again, so it never plans twice from the same stale picture. A fenced write
+//! operations, after [`lost::decide`] said which nodes are lost and which of their instances
+//! may move this round (its records, pages and remediation go first). After a write it waits
+//! until its own view has caught up with that revision before planning again, so it never
+//! plans twice from the same stale picture. A fenced write
 //! that finds the leader key gone, or a lost lease, ends the term: the replica turns standby
 //! and campaigns again.
 use std::sync::Arc;
@@ -14,7 +16,8 @@ use cluster::{Fenced, Keys, Leadership, Lease, campaign, encode};
 use etcd_client::{Client, Compare, CompareOp, TxnOp};
 use tokio::sync::watch;
 
-use crate::page::Pager;
+use crate::lost;
+use crate::page::{Page, Pager};
 use crate::reconcile::{Op, reconcile};
 use crate::view::View;
 
@@ -37,8 +40,11 @@ pub struct Shared {
     pub client: Client,
     pub view: watch::Receiver<Arc<View>>,
     pub role: watch::Sender<Role>,
-    #[allow(dead_code)] // until the failure handling of issue 15 pages
     pub pager: Pager,
+    /// Node loss handling: grace, storm share, move rate, automatic cordon.
+    pub lost: lost::Config,
+    /// `--remediate-command`, run for each node declared lost.
+    pub remediate: Option<Arc<str>>,
 }
 
 /// Campaigns forever; leads whenever elected.
@@ -80,15 +86,48 @@ async fn lead(shared: &Shared, l: &Leadership, lease: &Lease) -> &'static str {
     let mut view_rx = shared.view.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut seen_rev = 0;
+    let started = tokio::time::Instant::now();
+    let mut bucket = lost::Bucket::new(shared.lost.max_moves, started);
     loop {
         tokio::select! {
             _ = lease.lost() => return "election lease lost",
             _ = view_rx.changed() => {}
             _ = tick.tick() => {}
         }
-        let view = view_rx.borrow_and_update().clone();
+        let mut view = view_rx.borrow_and_update().clone();
         if !view.synced || view.revision < seen_rev {
             continue;
+        }
+        let now = tokio::time::Instant::now();
+        let d = lost::decide(
+            &view,
+            &shared.lost,
+            now - started,
+            crate::page::now_ms(),
+            bucket.available(now),
+        );
+        if !d.writes_nothing() {
+            match l
+                .txn_at(&shared.client, vec![], loss_ops(&shared.keys, &d))
+                .await
+            {
+                Ok((Fenced::Applied, rev)) => {
+                    seen_rev = rev;
+                    act_on_losses(shared, &d);
+                }
+                Ok((Fenced::Deposed, _)) => return "deposed: a fenced write found another term",
+                Ok((Fenced::Conflict, _)) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing node losses failed");
+                    continue;
+                }
+            }
+        }
+        if !d.released.is_empty() {
+            bucket.spend(d.released.len());
+            let mut v = (*view).clone();
+            v.released = d.released;
+            view = Arc::new(v);
         }
         let (ops, _) = reconcile(&view);
         for (when, then) in batches(&shared.keys, &ops) {
@@ -105,6 +144,56 @@ async fn lead(shared: &Shared, l: &Leadership, lease: &Lease) -> &'static str {
                 }
             }
         }
+    }
+}
+
+/// The records a loss decision writes (a handful: one per node that changed, at most).
+fn loss_ops(keys: &Keys, d: &lost::Decision) -> Vec<TxnOp> {
+    let mut ops: Vec<TxnOp> = d
+        .losses
+        .iter()
+        .map(|r| TxnOp::put(keys.losses(&r.node), encode(r), None))
+        .collect();
+    ops.extend(
+        d.cordons
+            .iter()
+            .map(|(n, c)| TxnOp::put(keys.cordon(n), encode(c), None)),
+    );
+    if let Some(m) = &d.moves {
+        ops.push(TxnOp::put(keys.moves(), encode(m), None));
+    }
+    ops
+}
+
+/// Once the decision is stored: pages, and the remediation command for each node declared
+/// lost (in the background, so a slow command never holds up scheduling).
+fn act_on_losses(shared: &Shared, d: &lost::Decision) {
+    for r in d.losses.iter().filter(|r| !r.lost) {
+        tracing::info!(node = %r.node, "a lost node registered again: alive");
+    }
+    for n in &d.declared {
+        let reason = format!("{n} holds assignments but its info key is gone (its lease expired)");
+        tracing::warn!(node = %n, "node declared lost: its instances move elsewhere");
+        let Some(cmd) = shared.remediate.clone() else {
+            continue;
+        };
+        let event = Page::new("node_lost", n, reason, &shared.id);
+        let json = serde_json::to_vec(&event).unwrap_or_default();
+        let node = n.clone();
+        tokio::spawn(async move {
+            match crate::page::run_command_with(&cmd, &json, &[("UV_NODE", &node)]).await {
+                Ok(()) => tracing::info!(%node, "--remediate-command done"),
+                Err(e) => tracing::error!(%node, error = %e, "--remediate-command failed"),
+            }
+        });
+    }
+    if let Some(m) = d.moves.as_ref().filter(|m| !m.frozen) {
+        tracing::warn!(reason = %m.reason, "moves unfrozen");
+    }
+    for (kind, subject, reason) in &d.pages {
+        shared
+            .pager
+            .page(Page::new(kind, subject, reason.clone(), &shared.id));
     }
 }
 

@@ -5,6 +5,8 @@
 //! - [`view`]: the replica's copy of the cluster, one list-then-watch mirror of the prefix.
 //! - [`reconcile`]: what should change (pure: view in, store operations out), on top of the
 //!   `placement` crate.
+//! - [`lost`]: node loss and its storm guards (pure): when a node is declared lost, which of
+//!   its instances may move now, freezing moves in a storm, cordoning a node lost too often.
 //! - [`leader`]: campaigning through etcd's Election API, and the leader's placement loop
 //!   writing fenced transactions of at most 100 operations.
 //! - [`jobs`]: validation of submitted jobs (the task object as a supervisor validates it).
@@ -24,7 +26,7 @@ mod cli;
 mod ctl;
 mod jobs;
 mod leader;
-#[allow(dead_code)] // until the failure handling of issue 15 pages
+mod lost;
 mod page;
 mod reconcile;
 mod view;
@@ -76,6 +78,10 @@ fn main() -> ExitCode {
         eprintln!("ubervisor: --election-ttl: at least 1s (etcd leases are whole seconds)");
         return ExitCode::from(2);
     }
+    if cli.max_moves.n == 0 {
+        eprintln!("ubervisor: --max-moves: at least 1 per period (0 would never move anything)");
+        return ExitCode::from(2);
+    }
     let pager = match page::Pager::new(cli.page_command.clone(), cli.page_url.as_deref()) {
         Ok(p) => p,
         Err(e) => {
@@ -114,6 +120,17 @@ async fn serve(cli: Cli, pager: page::Pager) -> anyhow::Result<()> {
         view,
         role,
         pager,
+        lost: lost::Config {
+            grace: cli.lost_grace,
+            freeze_share: cli.freeze_share,
+            max_moves: cli.max_moves,
+            cordon: cli.lost_cordon,
+        },
+        remediate: cli
+            .remediate_command
+            .clone()
+            .filter(|c| !c.trim().is_empty())
+            .map(Arc::from),
     });
     tracing::info!(%id, %addr, etcd = %cli.etcd.join(","), "ubervisor listening");
     tokio::spawn(leader::run(shared.clone(), cli.election_ttl));

@@ -102,9 +102,15 @@ impl Pager {
 
 /// Runs `sh -c cmd` with `stdin` as its input, within [`PAGE_TIMEOUT`].
 pub async fn run_command(cmd: &str, stdin: &[u8]) -> Result<(), String> {
+    run_command_with(cmd, stdin, &[]).await
+}
+
+/// [`run_command`] with `env` added to the command's environment.
+pub async fn run_command_with(cmd: &str, stdin: &[u8], env: &[(&str, &str)]) -> Result<(), String> {
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -40,6 +40,10 @@ pub fn reconcile(view: &View) -> (Vec<Op>, Vec<Unplaced>) {
             .get(&(n.to_string(), i.to_string()))
             .is_some_and(|s| s.state == "running")
     };
+    // A node without `info` keeps its assignments until the loss handling lets them go.
+    let released = |n: &String, i: &String| {
+        !view.nodes.contains_key(n) && view.released.contains(&(n.clone(), i.clone()))
+    };
     // (job, index) -> nodes holding a live copy, in node order.
     let mut copies: BTreeMap<(&str, u32), Vec<&str>> = BTreeMap::new();
     let mut kept: Vec<Placement> = Vec::new();
@@ -47,7 +51,7 @@ pub fn reconcile(view: &View) -> (Vec<Op>, Vec<Unplaced>) {
         let job = view.jobs.get(&p.assignment.job).map(|(j, _)| j);
         let index = job.and_then(|j| instance_index(&j.name, instance));
         let keep = match (job, index) {
-            (Some(j), Some(i)) if i <= j.count && view.nodes.contains_key(node) => {
+            (Some(j), Some(i)) if i <= j.count && !released(node, instance) => {
                 copies.entry((j.name.as_str(), i)).or_default().push(node);
                 true
             }
@@ -223,7 +227,7 @@ fn assignment(j: &Job, instance: &str) -> Assignment {
 mod tests {
     use super::*;
     use crate::view::Placed;
-    use cluster::{Capacity, NodeInfo, TaskStatus};
+    use cluster::TaskStatus;
     use serde_json::json;
 
     fn view(count: u32, generation: u64) -> View {
@@ -242,20 +246,7 @@ mod tests {
             generation,
         };
         for n in ["n1", "n2", "n3"] {
-            v.nodes.insert(
-                n.into(),
-                NodeInfo {
-                    v: VERSION,
-                    name: n.into(),
-                    capacity: Capacity {
-                        cpu: 1000,
-                        mem: 1000,
-                    },
-                    addr: None,
-                    pid: 1,
-                    started_at_ms: 0,
-                },
-            );
+            v.nodes.insert(n.into(), crate::view::test_node(n));
         }
         v.jobs.insert("web".into(), (job, 1));
         v

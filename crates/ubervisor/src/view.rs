@@ -3,11 +3,14 @@
 //! Every replica keeps one (standbys serve reads from it). A task owns the [`Mirror`] and
 //! publishes each new [`View`] on a watch channel: the HTTP handlers and the leader's loop
 //! read the latest snapshot, and nothing else shares state with them.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::{Assignment, Cordon, Job, Key, Keys, Mirror, NodeInfo, TaskStatus, connect, decode};
+use cluster::{
+    Assignment, Cordon, Job, Key, Keys, Mirror, Moves, NodeInfo, NodeLosses, TaskStatus, connect,
+    decode,
+};
 use tokio::sync::watch;
 
 /// One assignment as stored, with the revision it was created at (its allocation id).
@@ -31,8 +34,16 @@ pub struct View {
     pub assigns: BTreeMap<(String, String), Placed>,
     /// (node, instance) -> status.
     pub statuses: BTreeMap<(String, String), TaskStatus>,
+    /// node -> its losses (`losses/<node>`): whether it is declared lost, and when it was.
+    pub losses: BTreeMap<String, NodeLosses>,
+    /// Whether moves off lost nodes are frozen (`moves`); none stored means not frozen.
+    pub moves: Option<Moves>,
     /// Records that could not be read, with why (shown by `GET /health`).
     pub bad: Vec<String>,
+    /// Not from the store: the assignments on nodes without `info` that the leader's loss
+    /// handling ([`crate::lost`]) lets go this round. Every other assignment on a node without
+    /// `info` is kept, so a missed heartbeat moves nothing by itself.
+    pub released: BTreeSet<(String, String)>,
 }
 
 impl View {
@@ -69,8 +80,14 @@ impl View {
                         .map(|s| {
                             v.statuses.insert((node, instance), s);
                         }),
-                    // Read by the failure handling (issue 15) once it keeps them.
-                    Some(Key::Resched(_) | Key::Losses(_)) | None => Ok(()),
+                    Some(Key::Losses(n)) => decode::<NodeLosses>(key, &e.value).map(|x| {
+                        v.losses.insert(n, x);
+                    }),
+                    Some(Key::Moves) => decode::<Moves>(key, &e.value).map(|x| {
+                        v.moves = Some(x);
+                    }),
+                    // Read by the reschedule budget (issue 15) once it keeps them.
+                    Some(Key::Resched(_)) | None => Ok(()),
                 };
             if let Err(err) = r {
                 v.bad.push(err.to_string());
@@ -84,6 +101,16 @@ impl View {
         self.assigns
             .values()
             .filter(move |p| p.assignment.job == job)
+    }
+
+    /// True while moves off lost nodes are frozen.
+    pub fn frozen(&self) -> bool {
+        self.moves.as_ref().is_some_and(|m| m.frozen)
+    }
+
+    /// Declared lost and not back (its `info` is gone and its losses record says lost).
+    pub fn lost(&self, node: &str) -> bool {
+        !self.nodes.contains_key(node) && self.losses.get(node).is_some_and(|l| l.lost)
     }
 
     /// Resources taken on `node` by its assignments.
@@ -123,4 +150,20 @@ pub fn spawn_mirror(endpoints: Vec<String>, keys: Keys) -> watch::Receiver<Arc<V
         }
     });
     rx
+}
+
+/// A live node with 1000 millicores and 1000 MB, for the unit tests of the decisions.
+#[cfg(test)]
+pub fn test_node(name: &str) -> NodeInfo {
+    NodeInfo {
+        v: cluster::VERSION,
+        name: name.to_string(),
+        capacity: cluster::Capacity {
+            cpu: 1000,
+            mem: 1000,
+        },
+        addr: None,
+        pid: 1,
+        started_at_ms: 0,
+    }
 }

@@ -1,152 +1,17 @@
 //! The ubervisor as a real process, against a real etcd, with node agents from the cluster
 //! library whose apply callbacks record what they were asked to run.
 #![allow(clippy::unwrap_used)]
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
-use cluster::{AgentConfig, Capacity, NodeAgent, TaskStatus, VERSION};
-use serde_json::{Value, json};
-use testkit::{Etcd, Spawner, free_port, http_get, http_request, wait_for, wait_for_value};
-
-const LONG: Duration = Duration::from_secs(20);
-
-struct Uv {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Uv {
-    fn start(sp: &Spawner, etcd: &Etcd, prefix: &str, id: &str) -> Uv {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let dir = tempfile::tempdir().unwrap();
-        let err = std::fs::File::create(dir.path().join("stderr")).unwrap();
-        let child = sp
-            .bin("ubervisor")
-            .arg(format!("--etcd={}", etcd.endpoints_arg()))
-            .arg(format!("--listen={addr}"))
-            .arg(format!("--id={id}"))
-            .arg("--election-ttl=2s")
-            .arg(format!("--prefix={prefix}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        let uv = Uv {
-            child,
-            addr,
-            _dir: dir,
-        };
-        assert!(
-            wait_for(LONG, || uv.health().is_some_and(|h| h["ok"] == true)),
-            "ubervisor {id} not healthy"
-        );
-        uv
-    }
-    fn health(&self) -> Option<Value> {
-        let r = http_get(&self.addr, "/health", &[]).ok()?;
-        serde_json::from_str(&r.body).ok()
-    }
-    fn leads(&self) -> bool {
-        self.health().is_some_and(|h| h["role"] == "leader")
-    }
-    fn get(&self, path: &str) -> Value {
-        serde_json::from_str(&http_get(&self.addr, path, &[]).unwrap().body).unwrap()
-    }
-    fn send(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
-        let b = body.to_string();
-        let r = http_request(method, &self.addr, path, &[], Some(&b)).unwrap();
-        (
-            r.status,
-            serde_json::from_str(&r.body).unwrap_or(Value::Null),
-        )
-    }
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-}
-
-impl Drop for Uv {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-type Calls = Arc<Mutex<Vec<Vec<Value>>>>;
-
-fn node(etcd: &Etcd, prefix: &str, name: &str, cpu: u64, mem: u64) -> (NodeAgent, Calls) {
-    let calls: Calls = Arc::default();
-    let mut cfg = AgentConfig::new(etcd.endpoints(), name, Capacity { cpu, mem });
-    cfg.prefix = prefix.to_string();
-    cfg.ttl = Duration::from_secs(2);
-    cfg.status_interval = Duration::from_millis(100);
-    let c = calls.clone();
-    let apply = Box::new(move |set: Vec<Value>| {
-        c.lock().unwrap().push(set);
-        Ok(())
-    });
-    let c = calls.clone();
-    let status = Box::new(move || {
-        let last = c.lock().unwrap().last().cloned().unwrap_or_default();
-        last.iter()
-            .map(|t| TaskStatus {
-                v: VERSION,
-                name: t["name"].as_str().unwrap().to_string(),
-                state: "running".into(),
-                host: Some("127.0.0.1".into()),
-                port: Some(8000),
-                pid: Some(std::process::id()),
-                restarts: 0,
-                yoyo: false,
-                generation: Some(1),
-                applied_generation: None,
-                detail: None,
-            })
-            .collect()
-    });
-    (NodeAgent::spawn(cfg, apply, status).unwrap(), calls)
-}
+use cluster::recording::{Calls, last_applied};
+use common::*;
+use serde_json::json;
+use testkit::{Etcd, Spawner, http_request, wait_for, wait_for_value};
 
 fn applied(calls: &Calls) -> Vec<String> {
-    let c = calls.lock().unwrap();
-    c.last()
-        .map(|s| {
-            s.iter()
-                .map(|t| t["name"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn prefix(tag: &str) -> String {
-    format!("/t/{}-{tag}/", std::process::id())
-}
-
-fn job(name: &str, count: u32, cpu: u64, mem: u64) -> Value {
-    json!({"name": name, "task": {"command": ["sleep", "1000"]}, "count": count, "cpu": cpu, "mem": mem})
-}
-
-/// (instance, node, state) of a job's instances, sorted.
-fn instances(uv: &Uv, job: &str) -> Vec<(String, String, String)> {
-    let v = uv.get(&format!("/jobs/{job}"));
-    let mut out: Vec<_> = v["instances"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|i| {
-            (
-                i["instance"].as_str().unwrap().to_string(),
-                i["node"].as_str().unwrap().to_string(),
-                i["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
+    last_applied(calls)
 }
 
 fn wait_leader<'a>(uvs: &'a [&'a Uv]) -> &'a Uv {
@@ -162,7 +27,7 @@ fn a_job_of_three_is_spread_within_capacity_and_a_too_big_one_is_refused() {
         .iter()
         .map(|n| node(&etcd, &p, n, 1000, 1024))
         .collect();
-    let uv = Uv::start(&sp, &etcd, &p, "uv-a");
+    let uv = Uv::start(&sp, &etcd, &p, "uv-a", &[]);
     wait_leader(&[&uv]);
     assert!(wait_for(LONG, || uv
         .get("/nodes")
@@ -233,7 +98,7 @@ fn cordon_stops_placements_drain_moves_them_and_put_changes_the_count() {
     let p = prefix("cordon");
     let (_a1, c1) = node(&etcd, &p, "n1", 2000, 2048);
     let (_a2, c2) = node(&etcd, &p, "n2", 2000, 2048);
-    let uv = Uv::start(&sp, &etcd, &p, "uv-a");
+    let uv = Uv::start(&sp, &etcd, &p, "uv-a", &[]);
     wait_leader(&[&uv]);
     assert!(wait_for(LONG, || uv
         .get("/nodes")
@@ -301,8 +166,8 @@ fn a_standby_names_the_leader_takes_over_after_sigkill_and_jobs_survive_restarts
     let sp = Spawner::new();
     let p = prefix("failover");
     let (_n, _c) = node(&etcd, &p, "n1", 4000, 4096);
-    let a = Uv::start(&sp, &etcd, &p, "uv-a");
-    let b = Uv::start(&sp, &etcd, &p, "uv-b");
+    let a = Uv::start(&sp, &etcd, &p, "uv-a", &[]);
+    let b = Uv::start(&sp, &etcd, &p, "uv-b", &[]);
     let both = [&a, &b];
     let leader = wait_leader(&both);
     let standby = if std::ptr::eq(leader, &a) { &b } else { &a };
@@ -316,9 +181,17 @@ fn a_standby_names_the_leader_takes_over_after_sigkill_and_jobs_survive_restarts
 
     assert_eq!(leader.send("POST", "/jobs", &job("web", 1, 100, 64)).0, 201);
     leader.signal(libc::SIGKILL);
+    let killed = std::time::Instant::now();
     assert!(
         wait_for(LONG, || standby.leads()),
         "the standby never took over"
+    );
+    // --election-ttl=2s: the dead leader's lease expires within 2 s, and the standby's
+    // campaign returns at once.
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the standby led {took:?} after the SIGKILL"
     );
     let (st, body) = standby.send("POST", "/jobs", &job("db", 1, 100, 64));
     assert_eq!(st, 201, "{body}");
@@ -327,7 +200,7 @@ fn a_standby_names_the_leader_takes_over_after_sigkill_and_jobs_survive_restarts
     // Every replica gone, then one started: the jobs were only ever in etcd.
     drop(a);
     drop(b);
-    let c = Uv::start(&sp, &etcd, &p, "uv-c");
+    let c = Uv::start(&sp, &etcd, &p, "uv-c", &[]);
     let names: Vec<String> = c
         .get("/jobs")
         .as_array()
@@ -344,12 +217,15 @@ fn a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes() {
     let sp = Spawner::new();
     let p = prefix("fence");
     let (_n, _c) = node(&etcd, &p, "n1", 4000, 4096);
-    let a = Uv::start(&sp, &etcd, &p, "uv-a");
+    let a = Uv::start(&sp, &etcd, &p, "uv-a", &[]);
     assert!(wait_for(LONG, || a.leads()));
-    let b = Uv::start(&sp, &etcd, &p, "uv-b");
+    let b = Uv::start(&sp, &etcd, &p, "uv-b", &[]);
 
     a.signal(libc::SIGSTOP);
     assert!(wait_for(LONG, || b.leads()), "b never took over");
+    // Quiet from here on (one node, no jobs): any data write would be the newest key.
+    std::thread::sleep(Duration::from_millis(500));
+    let rev = newest_data_write(&etcd, &p);
     // A write queued at the paused old leader: it is handled the moment it wakes, while it
     // may still believe it leads. The fence must stop it.
     let addr = a.addr.clone();
@@ -368,4 +244,27 @@ fn a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes() {
         "{}",
         b.get("/jobs")
     );
+    // Nothing at all was written once it woke, not the API's write, not its placement loop
+    // (its campaign keys, under election/, are not data).
+    assert_eq!(
+        newest_data_write(&etcd, &p),
+        rev,
+        "the deposed leader wrote"
+    );
+}
+
+/// The newest mod revision of any key under `prefix` outside the election.
+fn newest_data_write(etcd: &Etcd, prefix: &str) -> i64 {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = cluster::connect(&etcd.endpoints()).await.unwrap();
+        let mut m = cluster::Mirror::new(c, prefix);
+        m.sync().await.unwrap();
+        m.entries()
+            .iter()
+            .filter(|(k, _)| !k.contains("/election/"))
+            .map(|(_, e)| e.mod_revision)
+            .max()
+            .unwrap_or(0)
+    })
 }
