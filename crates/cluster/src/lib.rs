@@ -5,7 +5,7 @@
 //! - [`keys`]: the key layout under a configurable prefix (default `/uv/`), built and parsed;
 //!   instance naming (`web` count 3 → `web-1..web-3`).
 //! - [`records`]: the versioned JSON records stored there (Job, NodeInfo, Cordon, Assignment,
-//!   TaskStatus).
+//!   TaskStatus, Reschedule).
 //! - [`store`]: connecting with timeouts, a [`Lease`] kept alive at a third of its TTL, and a
 //!   [`Mirror`] of a prefix kept by list-then-watch (re-listing after compaction).
 //! - [`election`]: campaigning through etcd's Election API and [`Leadership::txn`], the fenced
@@ -30,6 +30,7 @@ pub use agent::{AgentConfig, AgentError, ApplyFn, NodeAgent, StatusFn};
 pub use election::{Fenced, Leadership, campaign, leader_value};
 pub use keys::{DEFAULT_PREFIX, Key, Keys, instance_index, instance_name};
 pub use records::{
-    Assignment, Capacity, Cordon, Job, NodeInfo, RecordError, TaskStatus, VERSION, decode, encode,
+    Assignment, Capacity, Cordon, Failure, Job, Move, NodeInfo, RecordError, Reschedule,
+    TaskStatus, VERSION, decode, encode,
 };
 pub use store::{Entry, Lease, Mirror, StoreError, connect};

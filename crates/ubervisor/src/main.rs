@@ -10,6 +10,8 @@
 //! - [`jobs`]: validation of submitted jobs (the task object as a supervisor validates it).
 //! - [`api`]: the HTTP API (axum); [`ctl`]: its command-line client.
 //! - [`page`]: events for the on-call (`--page-command`, `--page-url`).
+//! - [`reschedule`]: yo-yo moves under a budget kept in etcd, failed jobs and their recovery
+//!   (pure: view, time and flags in, decisions out).
 //!
 //! # Theory of operation
 //! State lives only in etcd. Every replica mirrors the prefix and serves reads from its
@@ -24,9 +26,9 @@ mod cli;
 mod ctl;
 mod jobs;
 mod leader;
-#[allow(dead_code)] // until the failure handling of issue 15 pages
 mod page;
 mod reconcile;
+mod reschedule;
 mod view;
 
 use std::process::ExitCode;
@@ -114,6 +116,12 @@ async fn serve(cli: Cli, pager: page::Pager) -> anyhow::Result<()> {
         view,
         role,
         pager,
+        resched: reschedule::Config {
+            delay: cli.reschedule_delay,
+            budget: cli.reschedule_budget.moves,
+            window: cli.reschedule_budget.window,
+            recover_after: cli.recover_after,
+        },
     });
     tracing::info!(%id, %addr, etcd = %cli.etcd.join(","), "ubervisor listening");
     tokio::spawn(leader::run(shared.clone(), cli.election_ttl));

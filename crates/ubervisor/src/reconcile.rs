@@ -69,7 +69,8 @@ pub fn reconcile(view: &View) -> (Vec<Op>, Vec<Unplaced>) {
                     job: j.name.clone(),
                     instance: name.clone(),
                     demand: Resources::new(j.cpu, j.mem),
-                    avoid: j.avoid.clone(),
+                    // The job's avoid list and the nodes this instance yo-yoed on.
+                    avoid: crate::reschedule::avoid(view, j, &name),
                 });
             }
             let replaced = settled.iter().any(|n| running(n, &name));
@@ -141,7 +142,7 @@ pub fn reconcile(view: &View) -> (Vec<Op>, Vec<Unplaced>) {
     (ops, plan.unplaced)
 }
 
-fn assignment(j: &Job, instance: &str) -> Assignment {
+pub(crate) fn assignment(j: &Job, instance: &str) -> Assignment {
     let mut task = j.task.clone();
     if let Some(o) = task.as_object_mut() {
         o.insert("name".into(), Value::String(instance.to_string()));

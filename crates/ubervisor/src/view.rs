@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::{Assignment, Cordon, Job, Key, Keys, Mirror, NodeInfo, TaskStatus, connect, decode};
+use cluster::{
+    Assignment, Cordon, Job, Key, Keys, Mirror, NodeInfo, Reschedule, TaskStatus, connect, decode,
+};
 use tokio::sync::watch;
 
 /// One assignment as stored, with the revision it was created at (its allocation id).
@@ -33,6 +35,17 @@ pub struct View {
     pub statuses: BTreeMap<(String, String), TaskStatus>,
     /// Records that could not be read, with why (shown by `GET /health`).
     pub bad: Vec<String>,
+    /// job -> its yo-yo moves and failure, with the record's mod revision (for compares).
+    pub resched: BTreeMap<String, (Reschedule, i64)>,
+    /// Set while etcd cannot be reached: this view is the last one known, not current.
+    pub degraded: Option<Degraded>,
+}
+
+/// Why the view is stale, and since when (Unix ms), for `GET /health`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Degraded {
+    pub reason: String,
+    pub since_ms: u64,
 }
 
 impl View {
@@ -69,8 +82,11 @@ impl View {
                         .map(|s| {
                             v.statuses.insert((node, instance), s);
                         }),
+                    Some(Key::Resched(j)) => decode::<Reschedule>(key, &e.value).map(|r| {
+                        v.resched.insert(j, (r, e.mod_revision));
+                    }),
                     // Read by the failure handling (issue 15) once it keeps them.
-                    Some(Key::Resched(_) | Key::Losses(_)) | None => Ok(()),
+                    Some(Key::Losses(_)) | None => Ok(()),
                 };
             if let Err(err) = r {
                 v.bad.push(err.to_string());
@@ -117,6 +133,19 @@ pub fn spawn_mirror(endpoints: Vec<String>, keys: Keys) -> watch::Receiver<Arc<V
             .await;
             if let Err(e) = r {
                 tracing::warn!(error = %e, retry_in = ?backoff, "store view lost; listing again");
+                // The last view stays, marked stale: readers still answer from it, the
+                // leader plans nothing from it, and `/health` says why and since when.
+                let last = tx.borrow().clone();
+                let since_ms = last
+                    .degraded
+                    .as_ref()
+                    .map_or_else(crate::page::now_ms, |d| d.since_ms);
+                let mut stale = (*last).clone();
+                stale.degraded = Some(Degraded {
+                    reason: e.to_string(),
+                    since_ms,
+                });
+                let _ = tx.send(Arc::new(stale));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
