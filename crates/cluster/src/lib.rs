@@ -8,6 +8,7 @@
 //!   TaskStatus, Reschedule).
 //! - [`store`]: connecting with timeouts, a [`Lease`] kept alive at a third of its TTL, and a
 //!   [`Mirror`] of a prefix kept by list-then-watch (re-listing after compaction).
+//! - [`failover`]: dead etcd members taken out of a client's balance until they answer.
 //! - [`election`]: campaigning through etcd's Election API and [`Leadership::txn`], the fenced
 //!   transaction every leader write goes through.
 //! - [`agent`]: the node agent a supervisor runs on a thread of its own ([`NodeAgent::spawn`]).
@@ -22,6 +23,7 @@
 
 pub mod agent;
 pub mod election;
+pub mod failover;
 pub mod keys;
 pub mod records;
 pub mod store;
