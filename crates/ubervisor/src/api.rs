@@ -83,7 +83,7 @@ async fn health(State(s): S) -> Json<Value> {
         .map(|d| json!({"reason": d.reason, "since_ms": d.since_ms}));
     Json(json!({
         "ok": view.synced && degraded.is_none(),
-        "status": if !view.synced { "starting" } else if degraded.is_some() { "degraded" } else { "ok" },
+        "status": if degraded.is_some() { "degraded" } else if !view.synced { "starting" } else { "ok" },
         "degraded": degraded,
         "id": s.id,
         "addr": s.addr,
