@@ -83,3 +83,74 @@ pub async fn watch_members(tx: Sender<Change<Uri, Endpoint>>, mut members: Vec<M
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(port: u16) -> Member {
+        let uri: Uri = format!("http://127.0.0.1:{port}").parse().unwrap();
+        Member {
+            endpoint: Endpoint::from(uri.clone()),
+            uri,
+            addr: format!("127.0.0.1:{port}"),
+            in_balance: true,
+        }
+    }
+
+    fn what(c: &Change<Uri, Endpoint>) -> (&'static str, u16) {
+        match c {
+            Change::Insert(u, _) => ("insert", u.port_u16().unwrap_or(0)),
+            Change::Remove(u) => ("remove", u.port_u16().unwrap_or(0)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusing_member_leaves_the_balance_and_returns_when_it_answers() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (lp, dp) = (
+            live.local_addr().unwrap().port(),
+            dead.local_addr().unwrap().port(),
+        );
+        drop(dead);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let task = tokio::spawn(watch_members(tx, vec![member(lp), member(dp)]));
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(what(&first), ("remove", dp));
+        let _back = tokio::net::TcpListener::bind(("127.0.0.1", dp))
+            .await
+            .unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(what(&second), ("insert", dp));
+        // Nobody left to tell: the watcher ends.
+        drop(rx);
+        drop(live);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn when_no_member_answers_all_stay_in() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let p = l.local_addr().unwrap().port();
+        drop(l);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let task = tokio::spawn(watch_members(tx, vec![member(p), member(p)]));
+        let got = tokio::time::timeout(PROBE_EVERY * 4, rx.recv()).await;
+        assert!(
+            got.is_err(),
+            "a change was sent: {:?}",
+            got.map(|c| c.map(|c| what(&c)))
+        );
+        task.abort();
+    }
+}

@@ -79,20 +79,11 @@ fn put(v: &mut View, j: &Job, node: &str, i: u32, state: &str, yoyo: bool, alloc
 }
 
 fn status(v: &mut View, node: &str, inst: &str, state: &str, yoyo: bool) {
-    v.statuses.insert(
-        (node.into(), inst.into()),
-        TaskStatus {
-            v: VERSION,
-            name: inst.into(),
-            state: state.into(),
-            host: None,
-            port: None,
-            pid: None,
-            restarts: 0,
-            yoyo,
-            generation: None,
-        },
-    );
+    // From JSON, as a node writes it: fields added later keep their defaults.
+    let st: TaskStatus =
+        serde_json::from_value(json!({"v": VERSION, "name": inst, "state": state, "yoyo": yoyo}))
+            .unwrap();
+    v.statuses.insert((node.into(), inst.into()), st);
 }
 
 /// Applies decisions to the view as the store would, so a scenario can run round after round.
