@@ -10,8 +10,10 @@
 //!    are not the scheduler's business), deleting statuses of instances gone.
 //! 4. When etcd cannot be reached, or the lease is lost, keep the tasks as they are (apply is
 //!    not called: an unreachable store is not an empty assignment), retry with backoff
-//!    (100 ms doubling to 5 s), and start over at 1 once back: new lease, fresh list,
-//!    apply, statuses published again.
+//!    (100 ms doubling to a third of the TTL, at most 5 s), and start over at 1 once back:
+//!    the old lease taken up again if etcd still has it (etcd renews every lease when its
+//!    cluster comes back, so a node outlives an outage of all of etcd), else a new one; a
+//!    fresh list, apply, statuses published again.
 //! 5. On stop, revoke the lease: the node's info and statuses vanish at once.
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -168,8 +170,21 @@ async fn run(
 ) -> Result<(), AgentError> {
     let keys = Keys::new(&cfg.prefix);
     let mut backoff = Duration::from_millis(100);
+    // Retried at least three times a lease TTL, so that a lease etcd kept (or revived on
+    // its return) is taken up again before it expires.
+    let most = (cfg.ttl / 3).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut last_lease = None;
     loop {
-        match session(&cfg, &keys, &mut apply, &mut status, &mut stop).await {
+        match session(
+            &cfg,
+            &keys,
+            &mut apply,
+            &mut status,
+            &mut stop,
+            &mut last_lease,
+        )
+        .await
+        {
             Ended::Stopped => return Ok(()),
             Ended::NameTaken => {
                 return Err(AgentError::NameTaken {
@@ -186,7 +201,7 @@ async fn run(
                     _ = &mut stop => return Ok(()),
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(most);
             }
         }
     }
@@ -198,6 +213,7 @@ async fn session(
     apply: &mut ApplyFn,
     status: &mut StatusFn,
     stop: &mut oneshot::Receiver<()>,
+    last_lease: &mut Option<i64>,
 ) -> Ended {
     let lost = |registered: bool| {
         move |e: StoreError| Ended::Lost {
@@ -209,10 +225,26 @@ async fn session(
         Ok(c) => c,
         Err(e) => return lost(false)(e),
     };
-    let lease = match Lease::grant(&client, cfg.ttl).await {
-        Ok(l) => l,
-        Err(e) => return lost(false)(e),
+    // The previous session's lease, if etcd still has it: the node's info and statuses
+    // hang on it, so taking it up again means the scheduler never saw the node go.
+    let resumed = match *last_lease {
+        Some(id) => match Lease::resume(&client, id, cfg.ttl).await {
+            Ok(l) => l,
+            Err(e) => return lost(false)(e),
+        },
+        None => None,
     };
+    if let Some(l) = &resumed {
+        tracing::info!(node = %cfg.node, lease = l.id(), "node lease still alive: taken up again");
+    }
+    let lease = match resumed {
+        Some(l) => l,
+        None => match Lease::grant(&client, cfg.ttl).await {
+            Ok(l) => l,
+            Err(e) => return lost(false)(e),
+        },
+    };
+    *last_lease = Some(lease.id());
     match register(cfg, keys, &client, &lease).await {
         Ok(true) => {}
         Ok(false) => return Ended::NameTaken,
@@ -309,6 +341,18 @@ async fn register(
             .await
             .map_err(|e| StoreError::new(format!("register {key}"), e))?;
         if r.succeeded() {
+            return Ok(true);
+        }
+        // Already there under this very lease (taken up again after etcd was away).
+        let held = c
+            .get(key.as_str(), None)
+            .await
+            .map_err(|e| StoreError::new(format!("read {key}"), e))?;
+        if held
+            .kvs()
+            .first()
+            .is_some_and(|kv| kv.lease() == lease.id())
+        {
             return Ok(true);
         }
         if tokio::time::Instant::now() >= deadline {

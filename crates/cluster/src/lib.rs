@@ -5,9 +5,10 @@
 //! - [`keys`]: the key layout under a configurable prefix (default `/uv/`), built and parsed;
 //!   instance naming (`web` count 3 → `web-1..web-3`).
 //! - [`records`]: the versioned JSON records stored there (Job, NodeInfo, Cordon, Assignment,
-//!   TaskStatus, NodeLosses, Moves).
+//!   TaskStatus, NodeLosses, Moves, Reschedule).
 //! - [`store`]: connecting with timeouts, a [`Lease`] kept alive at a third of its TTL, and a
 //!   [`Mirror`] of a prefix kept by list-then-watch (re-listing after compaction).
+//! - [`failover`]: dead etcd members taken out of a client's balance until they answer.
 //! - [`election`]: campaigning through etcd's Election API and [`Leadership::txn`], the fenced
 //!   transaction every leader write goes through.
 //! - [`agent`]: the node agent a supervisor runs on a thread of its own ([`NodeAgent::spawn`]);
@@ -23,6 +24,7 @@
 
 pub mod agent;
 pub mod election;
+pub mod failover;
 pub mod keys;
 pub mod recording;
 pub mod records;
@@ -32,7 +34,7 @@ pub use agent::{AgentConfig, AgentError, ApplyFn, FatalFn, NodeAgent, StatusFn};
 pub use election::{Fenced, Leadership, campaign, leader_value};
 pub use keys::{DEFAULT_PREFIX, Key, Keys, instance_index, instance_name};
 pub use records::{
-    Assignment, Capacity, Cordon, Job, Moves, NodeInfo, NodeLosses, RecordError, TaskStatus,
-    VERSION, decode, encode,
+    Assignment, Capacity, Cordon, Failure, Job, Move, Moves, NodeInfo, NodeLosses, RecordError,
+    Reschedule, TaskStatus, VERSION, decode, encode,
 };
 pub use store::{Entry, Lease, Mirror, StoreError, connect};

@@ -158,6 +158,45 @@ pub struct Moves {
     pub unfrozen_at_ms: u64,
 }
 
+/// A job's yo-yo moves: `resched/<job>`, written by the leader (fenced), no lease, so the
+/// budget outlives any leader. Moves older than the budget's window are dropped when the
+/// record is next written; they no longer count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reschedule {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub job: String,
+    /// Every move still remembered, oldest first.
+    #[serde(default)]
+    pub moves: Vec<Move>,
+    /// Set when the budget is spent (or no node is left to try); cleared when the job is
+    /// healthy again or its task changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Failure>,
+}
+
+/// One instance moved off a node where it was in yo-yo mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    pub instance: String,
+    /// The node it yo-yoed on (avoided for this instance while the move is remembered).
+    pub from: String,
+    pub to: String,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+}
+
+/// Why a job stopped being moved, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub reason: String,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// The job generation that failed: a changed task (a newer generation) starts afresh.
+    #[serde(default)]
+    pub generation: u64,
+}
+
 /// Why a stored record could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -179,7 +218,7 @@ macro_rules! versioned {
     ($($t:ty),*) => {$(impl Versioned for $t { fn version(&self) -> u32 { self.v } })*};
 }
 versioned!(
-    Job, NodeInfo, Cordon, Assignment, TaskStatus, NodeLosses, Moves
+    Job, NodeInfo, Cordon, Assignment, TaskStatus, NodeLosses, Moves, Reschedule
 );
 
 /// Reads the record stored at `key`, refusing versions from the future.

@@ -8,6 +8,8 @@ use etcd_client::{
     WatchStream,
 };
 use tokio::sync::watch;
+
+use crate::failover::{Balanced, Member, watch_members};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -31,14 +33,46 @@ impl StoreError {
 
 /// Connects to `endpoints` with request timeouts, so a call to an unreachable etcd fails
 /// (and is retried by the caller) instead of hanging.
+///
+/// Members that do not answer are kept out of the client's balance while they are down
+/// (see [`crate::failover`]), so one dead member of three costs nothing but a moment.
 pub async fn connect(endpoints: &[String]) -> Result<Client, StoreError> {
+    const CONNECT: Duration = Duration::from_secs(2);
+    const CALL: Duration = Duration::from_secs(3);
+    const PING: Duration = Duration::from_secs(2);
     let opts = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(Duration::from_secs(3))
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
-    Client::connect(endpoints, Some(opts))
+        .with_connect_timeout(CONNECT)
+        .with_timeout(CALL)
+        .with_keep_alive(PING, PING);
+    let (updater, rx) = tokio::sync::oneshot::channel();
+    let client = Client::connect_with_balanced_channel(endpoints, Some(opts), Balanced { updater })
         .await
-        .map_err(|e| StoreError::new(format!("connect to {}", endpoints.join(",")), e))
+        .map_err(|e| StoreError::new(format!("connect to {}", endpoints.join(",")), e))?;
+    let members: Vec<Member> = endpoints
+        .iter()
+        .filter_map(|e| {
+            let uri: http::Uri = e.parse().ok()?;
+            let addr = uri.authority()?.to_string();
+            let endpoint = tonic::transport::Endpoint::from(uri.clone())
+                .keep_alive_while_idle(true)
+                .http2_keep_alive_interval(PING)
+                .keep_alive_timeout(PING)
+                .timeout(CALL)
+                .connect_timeout(CONNECT);
+            Some(Member {
+                uri,
+                endpoint,
+                addr,
+                in_balance: true,
+            })
+        })
+        .collect();
+    if let Ok(tx) = rx.await
+        && members.len() > 1
+    {
+        tokio::spawn(watch_members(tx, members));
+    }
+    Ok(client)
 }
 
 /// A lease granted with `ttl` and kept alive at a third of it by a task of its own.
@@ -65,6 +99,30 @@ impl Lease {
         let (tx, lost) = watch::channel(false);
         let task = tokio::spawn(keep_alive(c, id, Duration::from_secs(secs as u64), tx));
         Ok(Lease { id, lost, task })
+    }
+
+    /// Takes up lease `id` again (after etcd was unreachable for a while) if etcd still has
+    /// it: etcd gives every lease a fresh TTL when its cluster elects a leader, so a node
+    /// whose etcd was down entirely keeps its lease, and its keys, if it comes back within
+    /// one TTL of etcd's return. `None` when the lease is gone.
+    pub async fn resume(
+        client: &Client,
+        id: i64,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let mut c = client.clone();
+        let left = match c.lease_time_to_live(id, None).await {
+            Ok(r) => r.ttl(),
+            Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("not found") => -1,
+            Err(e) => return Err(StoreError::new(format!("look up lease {id:x}"), e)),
+        };
+        if left <= 0 {
+            return Ok(None);
+        }
+        let secs = ttl.as_secs().max(1);
+        let (tx, lost) = watch::channel(false);
+        let task = tokio::spawn(keep_alive(c, id, Duration::from_secs(secs), tx));
+        Ok(Some(Lease { id, lost, task }))
     }
 
     pub fn id(&self) -> i64 {

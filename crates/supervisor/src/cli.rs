@@ -140,6 +140,11 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = bounded_duration)]
     pub min_uptime: Duration,
 
+    /// Running this long without dying leaves yo-yo mode (a node reports the task as yo-yo
+    /// until then).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = bounded_duration)]
+    pub stable_after: Duration,
+
     /// How long a task has after SIGTERM before its process group gets SIGKILL.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = bounded_duration)]
     pub stop_timeout: Duration,

@@ -304,6 +304,7 @@ fn run(args: Args, specs: Vec<TaskSpec>, log: LogTarget, api: ApiSettings) -> an
     let _held = held;
     let policy = Policy {
         min_uptime: args.min_uptime,
+        stable_after: args.stable_after,
         stop_timeout: args.stop_timeout,
         spawn_rate: args.spawn_rate,
         spawn_burst: args.spawn_rate.clamp(1.0, 1000.0),

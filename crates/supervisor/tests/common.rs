@@ -82,18 +82,8 @@ impl Sup {
 
     /// The API address from the (last) log line `API listening ... addr=HOST:PORT`.
     pub fn api(&self) -> String {
-        wait_for_value(LONG, || {
-            self.log()
-                .lines()
-                .rev()
-                .find(|l| l.contains("API listening"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .find_map(|w| w.strip_prefix("addr="))
-                        .map(str::to_string)
-                })
-        })
-        .expect("the API address is logged")
+        wait_for_value(LONG, || testkit::logged_api_addr(&self.log()))
+            .expect("the API address is logged")
     }
 
     pub fn log(&self) -> String {

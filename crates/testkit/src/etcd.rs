@@ -192,6 +192,23 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// Starts every member that is not running (killed by [`Etcd::kill`]) again, all at once,
+    /// and waits until each is healthy: after all of a cluster was down, no member can be
+    /// healthy before a quorum is back, so [`Etcd::restart`] one by one would never return.
+    pub fn start_stopped(&mut self) {
+        let stopped: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_none())
+            .collect();
+        for &i in &stopped {
+            self.spawn_member(i);
+        }
+        for &i in &stopped {
+            self.wait_healthy(i);
+        }
+    }
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
         for i in 0..self.members.len() {

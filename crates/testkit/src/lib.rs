@@ -32,7 +32,7 @@ pub mod wait;
 
 pub use etcd::Etcd;
 pub use http::{Response, http_get, http_request};
-pub use logs::{one_access_line, wait_for_file_containing};
+pub use logs::{logged_api_addr, one_access_line, wait_for_file_containing};
 pub use net::{free_port, free_port_range};
 pub use proc::{Spawner, bin_path, clean_supervisor_cgroups, pid_alive, pids_with_env};
 pub use prom::{assert_promtool_passes, sample};

@@ -3,6 +3,18 @@ use std::path::Path;
 
 use crate::wait::{SOON, wait_for};
 
+/// The API address a supervisor logged last (`API listening ... addr=HOST:PORT`), if any.
+pub fn logged_api_addr(log: &str) -> Option<String> {
+    log.lines()
+        .rev()
+        .find(|l| l.contains("API listening"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .map(str::to_string)
+        })
+}
+
 /// Waits (up to [`SOON`]) until the file at `path`, which may not exist yet, contains `needle`,
 /// and returns its text. Panics, showing what the file holds, if that does not happen.
 pub fn wait_for_file_containing(path: &Path, needle: &str) -> String {

@@ -68,12 +68,24 @@ async fn dashboard() -> axum::response::Html<&'static str> {
 async fn health(State(s): S) -> Json<Value> {
     let view = s.view.borrow().clone();
     let leading = matches!(*s.role.borrow(), Role::Leader(_));
-    let leader = leader_value(&s.client, &s.keys.election())
-        .await
-        .ok()
-        .flatten();
+    // Bounded: with etcd away, /health must still answer (and say degraded) at once.
+    let leader = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        leader_value(&s.client, &s.keys.election()),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .flatten();
+    // Degraded: etcd unreachable, so what this replica serves is the last view it had.
+    let degraded = view
+        .degraded
+        .as_ref()
+        .map(|d| json!({"reason": d.reason, "since_ms": d.since_ms}));
     Json(json!({
-        "ok": view.synced,
+        "ok": view.synced && degraded.is_none(),
+        "status": if degraded.is_some() { "degraded" } else if !view.synced { "starting" } else { "ok" },
+        "degraded": degraded,
         "id": s.id,
         "addr": s.addr,
         "role": if leading { "leader" } else { "standby" },
@@ -130,8 +142,10 @@ async fn list_jobs(State(s): S) -> Json<Value> {
                         .is_some_and(|st| st.state == "running")
                 })
                 .count();
+            let (failed, moves) = resched_of(&view, &j.name);
             json!({"name": j.name, "count": j.count, "cpu": j.cpu, "mem": j.mem,
-                   "generation": j.generation, "placed": placed, "running": running})
+                   "generation": j.generation, "placed": placed, "running": running,
+                   "failed": failed, "moves": moves.len()})
         })
         .collect();
     Json(Value::Array(jobs))
@@ -170,7 +184,26 @@ async fn show_job(State(s): S, Path(name): Path<String>) -> ApiResult {
             |u| json!({"instance": u.instance, "reason": u.reason.to_string(), "detail": u.reason}),
         )
         .collect();
-    Ok(Json(json!({"job": j, "instances": instances, "unplaced": unplaced})).into_response())
+    let (failed, moves) = resched_of(&view, &name);
+    Ok(Json(
+        json!({"job": j, "instances": instances, "unplaced": unplaced,
+                   "failed": failed, "moves": moves}),
+    )
+    .into_response())
+}
+
+/// A job's failure (`{reason, at_ms}` or null) and its remembered yo-yo moves.
+fn resched_of(view: &crate::view::View, job: &str) -> (Value, Vec<cluster::Move>) {
+    match view.resched.get(job) {
+        Some((r, _)) => (
+            r.failed.as_ref().map_or(
+                Value::Null,
+                |f| json!({"reason": f.reason, "at_ms": f.at_ms}),
+            ),
+            r.moves.clone(),
+        ),
+        None => (Value::Null, Vec::new()),
+    }
 }
 
 fn bad_job(errs: Vec<FieldError>) -> ApiError {

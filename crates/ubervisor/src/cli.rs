@@ -58,6 +58,17 @@ pub struct Cli {
     /// finish within 10 s (start long-lived processes in the background, output redirected).
     #[arg(long)]
     pub remediate_command: Option<String>,
+    /// How long an instance must be in yo-yo mode before it is moved to another node; doubles
+    /// with each move of the same job within the budget's window.
+    #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+    pub reschedule_delay: Duration,
+    /// At most N yo-yo moves per job within WINDOW (kept in etcd, so a new leader goes on
+    /// counting); one more marks the job failed and pages.
+    #[arg(long, default_value = "3/1h", value_name = "N/WINDOW", value_parser = Rate::parse)]
+    pub reschedule_budget: Rate,
+    /// A failed job whose instances all run (none in yo-yo mode) this long is no longer failed.
+    #[arg(long, default_value = "10m", value_parser = parse_duration_arg)]
+    pub recover_after: Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -63,9 +63,8 @@ pub async fn run(args: CtlArgs) -> u8 {
         return 0;
     }
     match &args.command {
-        CtlCommand::Jobs => print_table(
-            &["NAME", "COUNT", "PLACED", "RUNNING", "CPU", "MEM", "GEN"],
-            &rows(
+        CtlCommand::Jobs => {
+            let mut table = rows(
                 &v,
                 &[
                     "name",
@@ -75,9 +74,32 @@ pub async fn run(args: CtlArgs) -> u8 {
                     "cpu",
                     "mem",
                     "generation",
+                    "moves",
                 ],
-            ),
-        ),
+            );
+            let jobs = v.as_array().cloned().unwrap_or_default();
+            for (row, j) in table.iter_mut().zip(&jobs) {
+                row.push(
+                    if j["failed"].is_null() {
+                        "ok"
+                    } else {
+                        "FAILED"
+                    }
+                    .into(),
+                );
+            }
+            print_table(
+                &[
+                    "NAME", "COUNT", "PLACED", "RUNNING", "CPU", "MEM", "GEN", "MOVES", "STATUS",
+                ],
+                &table,
+            );
+            for j in &jobs {
+                if let Some(why) = j["failed"]["reason"].as_str() {
+                    println!("{}: failed: {why}", cell(&j["name"]));
+                }
+            }
+        }
         CtlCommand::Nodes => {
             let list = v.as_array().cloned().unwrap_or_default();
             let rows: Vec<Vec<String>> = list
@@ -119,11 +141,22 @@ pub async fn run(args: CtlArgs) -> u8 {
                 &v["instances"],
                 &["instance", "node", "state", "host", "port", "pid"],
             );
+            if let Some(why) = v["failed"]["reason"].as_str() {
+                println!("FAILED: {why}");
+            }
             print_table(&["INSTANCE", "NODE", "STATE", "HOST", "PORT", "PID"], &rows);
             for i in v["instances"].as_array().into_iter().flatten() {
                 if let Some(d) = i["detail"].as_str() {
                     println!("{} on {}: {d}", cell(&i["instance"]), cell(&i["node"]));
                 }
+            }
+            for m in v["moves"].as_array().into_iter().flatten() {
+                println!(
+                    "{}: moved {} -> {} (yo-yo)",
+                    cell(&m["instance"]),
+                    cell(&m["from"]),
+                    cell(&m["to"])
+                );
             }
             for u in v["unplaced"].as_array().into_iter().flatten() {
                 println!(

@@ -8,7 +8,8 @@
 //! until its own view has caught up with that revision before planning again, so it never
 //! plans twice from the same stale picture. A fenced write
 //! that finds the leader key gone, or a lost lease, ends the term: the replica turns standby
-//! and campaigns again.
+//! and campaigns again. When a round has nothing to place or remove, [`reschedule`] decides
+//! the yo-yo moves, failures and recoveries, written the same fenced way.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +18,9 @@ use etcd_client::{Client, Compare, CompareOp, TxnOp};
 use tokio::sync::watch;
 
 use crate::lost;
-use crate::page::{Page, Pager};
+use crate::page::{Page, Pager, now_ms};
 use crate::reconcile::{Op, reconcile};
+use crate::reschedule;
 use crate::view::View;
 
 /// Most operations in one transaction (etcd allows 128 by default).
@@ -45,6 +47,8 @@ pub struct Shared {
     pub lost: lost::Config,
     /// `--remediate-command`, run for each node declared lost.
     pub remediate: Option<Arc<str>>,
+    /// The reschedule flags.
+    pub resched: reschedule::Config,
 }
 
 /// Campaigns forever; leads whenever elected.
@@ -88,6 +92,7 @@ async fn lead(shared: &Shared, l: &Leadership, lease: &Lease) -> &'static str {
     let mut seen_rev = 0;
     let started = tokio::time::Instant::now();
     let mut bucket = lost::Bucket::new(shared.lost.max_moves, started);
+    let mut clocks = reschedule::Clocks::default();
     loop {
         tokio::select! {
             _ = lease.lost() => return "election lease lost",
@@ -95,7 +100,7 @@ async fn lead(shared: &Shared, l: &Leadership, lease: &Lease) -> &'static str {
             _ = tick.tick() => {}
         }
         let mut view = view_rx.borrow_and_update().clone();
-        if !view.synced || view.revision < seen_rev {
+        if !view.synced || view.revision < seen_rev || view.degraded.is_some() {
             continue;
         }
         let now = tokio::time::Instant::now();
@@ -130,6 +135,16 @@ async fn lead(shared: &Shared, l: &Leadership, lease: &Lease) -> &'static str {
             view = Arc::new(v);
         }
         let (ops, _) = reconcile(&view);
+        // Yo-yo moves only from a settled view, so a move and a placement never plan
+        // against the same free capacity.
+        if ops.is_empty() {
+            match reschedule_round(shared, l, &view, &mut clocks).await {
+                Ok(Some(rev)) => seen_rev = rev,
+                Ok(None) => {}
+                Err(why) => return why,
+            }
+            continue;
+        }
         for (when, then) in batches(&shared.keys, &ops) {
             match l.txn_at(&shared.client, when, then).await {
                 Ok((Fenced::Applied, rev)) => seen_rev = rev,
@@ -195,6 +210,55 @@ fn act_on_losses(shared: &Shared, d: &lost::Decision) {
             .pager
             .page(Page::new(kind, subject, reason.clone(), &shared.id));
     }
+}
+
+/// Writes what [`reschedule::plan`] decides, one fenced transaction per job, and pages
+/// failures and recoveries. The revision of the last write, if any; `Err` when deposed.
+async fn reschedule_round(
+    shared: &Shared,
+    l: &Leadership,
+    view: &View,
+    clocks: &mut reschedule::Clocks,
+) -> Result<Option<i64>, &'static str> {
+    let mut last = None;
+    for d in reschedule::plan(view, now_ms(), &shared.resched, clocks) {
+        let (when, then) = reschedule::txn(&shared.keys, &d);
+        match l.txn_at(&shared.client, when, then).await {
+            Ok((Fenced::Applied, rev)) => last = Some(rev),
+            Ok((Fenced::Conflict, _)) => {
+                tracing::debug!("reschedule conflict; planning again from a fresh view");
+                break;
+            }
+            Ok((Fenced::Deposed, _)) => return Err("deposed: a fenced write found another term"),
+            Err(e) => {
+                tracing::warn!(error = %e, "reschedule write failed");
+                break;
+            }
+        }
+        match d {
+            reschedule::Decision::Move {
+                from, to, to_node, ..
+            } => tracing::warn!(instance = %to.instance, %from, to = %to_node,
+                "moved an instance in yo-yo mode"),
+            reschedule::Decision::Fail { record, .. } => {
+                let reason = record.failed.map(|f| f.reason).unwrap_or_default();
+                shared
+                    .pager
+                    .page(Page::new("job_failed", &record.job, reason, &shared.id));
+            }
+            reschedule::Decision::Recover { record, why, .. } => {
+                tracing::info!(job = %record.job, %why, "job recovered");
+                shared.pager.page(Page::new(
+                    "job_recovered",
+                    &record.job,
+                    format!("no longer failed: {why}"),
+                    &shared.id,
+                ));
+            }
+            reschedule::Decision::Prune { .. } | reschedule::Decision::Forget { .. } => {}
+        }
+    }
+    Ok(last)
 }
 
 /// Most compares in one transaction: etcd's limit of 128 counts compares too.

@@ -237,7 +237,12 @@ fn flags_parse_or_say_what_was_expected() {
         }
     );
     assert_eq!(Rate::parse("100/s").unwrap().period, Duration::from_secs(1));
-    for bad in ["3", "x/1h", "3/0s", "3/soon"] {
+    assert_eq!(
+        Rate::parse("0/10s").unwrap().n,
+        0,
+        "a budget of none is allowed"
+    );
+    for bad in ["3", "x/1h", "3/", "3/0s", "-1/1h", "3/soon"] {
         let e = Rate::parse(bad).unwrap_err();
         assert!(e.contains("N/PERIOD") && e.contains(bad), "{e}");
     }

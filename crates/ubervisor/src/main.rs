@@ -12,6 +12,8 @@
 //! - [`jobs`]: validation of submitted jobs (the task object as a supervisor validates it).
 //! - [`api`]: the HTTP API (axum); [`ctl`]: its command-line client.
 //! - [`page`]: events for the on-call (`--page-command`, `--page-url`).
+//! - [`reschedule`]: yo-yo moves under a budget kept in etcd, failed jobs and their recovery
+//!   (pure: view, time and flags in, decisions out).
 //!
 //! # Theory of operation
 //! State lives only in etcd. Every replica mirrors the prefix and serves reads from its
@@ -29,6 +31,7 @@ mod leader;
 mod lost;
 mod page;
 mod reconcile;
+mod reschedule;
 mod view;
 
 use std::process::ExitCode;
@@ -131,6 +134,12 @@ async fn serve(cli: Cli, pager: page::Pager) -> anyhow::Result<()> {
             .clone()
             .filter(|c| !c.trim().is_empty())
             .map(Arc::from),
+        resched: reschedule::Config {
+            delay: cli.reschedule_delay,
+            budget: cli.reschedule_budget.n,
+            window: cli.reschedule_budget.period,
+            recover_after: cli.recover_after,
+        },
     });
     tracing::info!(%id, %addr, etcd = %cli.etcd.join(","), "ubervisor listening");
     tokio::spawn(leader::run(shared.clone(), cli.election_ttl));

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use cluster::{Assignment, Job, VERSION, instance_index, instance_name};
-use placement::{Input, Instance, Node, Placement, Resources, Unplaced};
+use placement::{Input, Instance, Placement, Resources, Unplaced};
 use serde_json::Value;
 
 use crate::view::View;
@@ -83,7 +83,8 @@ pub fn reconcile(view: &View) -> (Vec<Op>, Vec<Unplaced>) {
                     job: j.name.clone(),
                     instance: name.clone(),
                     demand: Resources::new(j.cpu, j.mem),
-                    avoid: j.avoid.clone(),
+                    // The job's avoid list and the nodes this instance yo-yoed on.
+                    avoid: crate::reschedule::avoid(view, j, &name),
                 });
             }
             let replaced = settled.iter().any(|n| running(n, &name));
@@ -144,17 +145,7 @@ pub fn reconcile(view: &View) -> (Vec<Op>, Vec<Unplaced>) {
         }
     }
     kept.dedup();
-    let nodes = view
-        .nodes
-        .values()
-        .map(|n| Node {
-            name: n.name.clone(),
-            capacity: Resources::new(n.capacity.cpu, n.capacity.mem),
-            allocated: Resources::default(),
-            cordoned: view.cordons.contains_key(&n.name),
-            alive: true,
-        })
-        .collect();
+    let nodes = view.placement_nodes();
     let plan = placement::place(&Input {
         nodes,
         pending,
@@ -197,7 +188,7 @@ fn runs_generation(view: &View, node: &str, instance: &str, generation: u64) -> 
         .is_some_and(|s| s.state == "running" && s.applied_generation >= Some(generation))
 }
 
-fn assignment(j: &Job, instance: &str) -> Assignment {
+pub(crate) fn assignment(j: &Job, instance: &str) -> Assignment {
     let mut task = j.task.clone();
     if let Some(o) = task.as_object_mut() {
         o.insert("name".into(), Value::String(instance.to_string()));

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cluster::{
-    Assignment, Cordon, Job, Key, Keys, Mirror, Moves, NodeInfo, NodeLosses, TaskStatus, connect,
-    decode,
+    Assignment, Cordon, Job, Key, Keys, Mirror, Moves, NodeInfo, NodeLosses, Reschedule,
+    TaskStatus, connect, decode,
 };
 use tokio::sync::watch;
 
@@ -44,6 +44,17 @@ pub struct View {
     /// handling ([`crate::lost`]) lets go this round. Every other assignment on a node without
     /// `info` is kept, so a missed heartbeat moves nothing by itself.
     pub released: BTreeSet<(String, String)>,
+    /// job -> its yo-yo moves and failure, with the record's mod revision (for compares).
+    pub resched: BTreeMap<String, (Reschedule, i64)>,
+    /// Set while etcd cannot be reached: this view is the last one known, not current.
+    pub degraded: Option<Degraded>,
+}
+
+/// Why the view is stale, and since when (Unix ms), for `GET /health`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Degraded {
+    pub reason: String,
+    pub since_ms: u64,
 }
 
 impl View {
@@ -86,8 +97,10 @@ impl View {
                     Some(Key::Moves) => decode::<Moves>(key, &e.value).map(|x| {
                         v.moves = Some(x);
                     }),
-                    // Read by the reschedule budget (issue 15) once it keeps them.
-                    Some(Key::Resched(_)) | None => Ok(()),
+                    Some(Key::Resched(j)) => decode::<Reschedule>(key, &e.value).map(|r| {
+                        v.resched.insert(j, (r, e.mod_revision));
+                    }),
+                    None => Ok(()),
                 };
             if let Err(err) = r {
                 v.bad.push(err.to_string());
@@ -111,6 +124,21 @@ impl View {
     /// Declared lost and not back (its `info` is gone and its losses record says lost).
     pub fn lost(&self, node: &str) -> bool {
         !self.nodes.contains_key(node) && self.losses.get(node).is_some_and(|l| l.lost)
+    }
+
+    /// The live nodes as the placement crate sees them (allocation is counted from the
+    /// placements it is given).
+    pub fn placement_nodes(&self) -> Vec<placement::Node> {
+        self.nodes
+            .values()
+            .map(|n| placement::Node {
+                name: n.name.clone(),
+                capacity: placement::Resources::new(n.capacity.cpu, n.capacity.mem),
+                allocated: placement::Resources::default(),
+                cordoned: self.cordons.contains_key(&n.name),
+                alive: true,
+            })
+            .collect()
     }
 
     /// Resources taken on `node` by its assignments.
@@ -144,6 +172,19 @@ pub fn spawn_mirror(endpoints: Vec<String>, keys: Keys) -> watch::Receiver<Arc<V
             .await;
             if let Err(e) = r {
                 tracing::warn!(error = %e, retry_in = ?backoff, "store view lost; listing again");
+                // The last view stays, marked stale: readers still answer from it, the
+                // leader plans nothing from it, and `/health` says why and since when.
+                let last = tx.borrow().clone();
+                let since_ms = last
+                    .degraded
+                    .as_ref()
+                    .map_or_else(crate::page::now_ms, |d| d.since_ms);
+                let mut stale = (*last).clone();
+                stale.degraded = Some(Degraded {
+                    reason: e.to_string(),
+                    since_ms,
+                });
+                let _ = tx.send(Arc::new(stale));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));

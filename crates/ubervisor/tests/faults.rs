@@ -177,19 +177,7 @@ fn a_storm_of_losses_freezes_moves_pages_and_unfreezes_on_command() {
     assert!(page.js_errors().is_empty(), "{:?}", page.js_errors());
     drop(page);
     drop(browser);
-    let ctl = |args: &[&str]| {
-        let out = sp
-            .bin("ubervisor")
-            .arg("ctl")
-            .arg(format!("--addr={}", uv.addr))
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let ctl = |args: &[&str]| ctl(&sp, &uv, args);
     let (code, table) = ctl(&["nodes"]);
     assert_eq!(code, Some(0));
     assert!(table.contains("moves frozen: 2 of 3"), "{table}");

@@ -14,10 +14,6 @@ fn applied(calls: &Calls) -> Vec<String> {
     last_applied(calls)
 }
 
-fn wait_leader<'a>(uvs: &'a [&'a Uv]) -> &'a Uv {
-    wait_for_value(LONG, || uvs.iter().find(|u| u.leads()).copied()).expect("no leader")
-}
-
 #[test]
 fn a_job_of_three_is_spread_within_capacity_and_a_too_big_one_is_refused() {
     let etcd = Etcd::start();

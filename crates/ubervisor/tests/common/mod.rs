@@ -1,14 +1,18 @@
-//! What the ubervisor's integration tests share: a real `ubervisor` process on a real etcd,
-//! and in-process node agents (`cluster::recording`) that run nothing but are otherwise the
-//! agent a supervisor runs in cluster mode.
+//! What the ubervisor's integration tests share: a real `ubervisor` process on a real etcd;
+//! in-process node agents (`cluster::recording`) that run nothing but are otherwise the agent
+//! a supervisor runs in cluster mode; and real supervisors in cluster mode ([`Node`]).
 #![allow(dead_code)] // each test file uses its own part of it
+mod node;
+#[allow(unused_imports)] // not every test file runs real supervisors
+pub use node::Node;
+
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use cluster::recording::{Calls, recording_agent};
 use cluster::{AgentConfig, Capacity, NodeAgent};
 use serde_json::{Value, json};
-use testkit::{Etcd, Spawner, free_port, http_get, http_request, wait_for};
+use testkit::{Etcd, Spawner, free_port, http_get, http_request, wait_for, wait_for_value};
 
 pub const LONG: Duration = Duration::from_secs(20);
 
@@ -48,7 +52,8 @@ impl Uv {
         };
         assert!(
             wait_for(LONG, || uv.health().is_some_and(|h| h["ok"] == true)),
-            "ubervisor {id} not healthy"
+            "ubervisor {id} not healthy:\n{}",
+            uv.log()
         );
         uv
     }
@@ -59,8 +64,12 @@ impl Uv {
     pub fn leads(&self) -> bool {
         self.health().is_some_and(|h| h["role"] == "leader")
     }
+    /// The JSON answer of `GET path` (null when there is none: etcd or the replica away).
     pub fn get(&self, path: &str) -> Value {
-        serde_json::from_str(&http_get(&self.addr, path, &[]).unwrap().body).unwrap()
+        http_get(&self.addr, path, &[])
+            .ok()
+            .and_then(|r| serde_json::from_str(&r.body).ok())
+            .unwrap_or(Value::Null)
     }
     /// The status and the JSON answer (null when the body is not JSON).
     pub fn send(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
@@ -85,19 +94,44 @@ impl Uv {
         // SAFETY: kill(2) on our own unreaped child.
         unsafe { libc::kill(self.child.id() as i32, sig) };
     }
-    pub fn stderr(&self) -> String {
+    /// What it wrote to its standard error.
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+    /// SIGKILLs the replica and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for Uv {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         if std::thread::panicking() {
-            eprintln!("---- {} stderr ----\n{}", self.id, self.stderr());
+            eprintln!("---- {} stderr ----\n{}", self.id, self.log());
         }
     }
+}
+
+/// `ubervisor ctl ARGS` against `uv`: its exit code and standard output.
+pub fn ctl(sp: &Spawner, uv: &Uv, args: &[&str]) -> (Option<i32>, String) {
+    let out = sp
+        .bin("ubervisor")
+        .arg("ctl")
+        .arg(format!("--addr={}", uv.addr))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The replica of `uvs` that leads, once one does.
+pub fn wait_leader<'a>(uvs: &[&'a Uv]) -> &'a Uv {
+    wait_for_value(LONG, || uvs.iter().find(|u| u.leads()).copied()).expect("no leader")
 }
 
 /// A recording node agent with a 2 s TTL, publishing statuses every 100 ms.
@@ -121,6 +155,14 @@ pub fn job(name: &str, count: u32, cpu: u64, mem: u64) -> Value {
 
 /// (instance, node, state) of a job's instances, sorted.
 pub fn instances(uv: &Uv, job: &str) -> Vec<(String, String, String)> {
+    instances_with_pid(uv, job)
+        .into_iter()
+        .map(|(i, n, s, _)| (i, n, s))
+        .collect()
+}
+
+/// (instance, node, state, pid) of a job's instances as a replica reports them, sorted.
+pub fn instances_with_pid(uv: &Uv, job: &str) -> Vec<(String, String, String, u64)> {
     let v = uv.get(&format!("/jobs/{job}"));
     let mut out: Vec<_> = v["instances"]
         .as_array()
@@ -128,9 +170,10 @@ pub fn instances(uv: &Uv, job: &str) -> Vec<(String, String, String)> {
         .flatten()
         .map(|i| {
             (
-                i["instance"].as_str().unwrap().to_string(),
-                i["node"].as_str().unwrap().to_string(),
-                i["state"].as_str().unwrap().to_string(),
+                i["instance"].as_str().unwrap_or("").to_string(),
+                i["node"].as_str().unwrap_or("").to_string(),
+                i["state"].as_str().unwrap_or("").to_string(),
+                i["pid"].as_u64().unwrap_or(0),
             )
         })
         .collect();
