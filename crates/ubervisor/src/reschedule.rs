@@ -1,8 +1,8 @@
 //! Yo-yo moves under a budget kept in etcd, decided without IO: view, time and config in,
 //! decisions out.
 //!
-//! An instance its node reports in yo-yo mode (`TaskStatus::yoyo`) for longer than the delay
-//! is moved: its assignment is deleted and a new one created on a node that is neither on the
+//! An instance its node reports in yo-yo mode (`TaskStatus::yoyo`), or refuses (`refused`:
+//! invalid on that machine), for longer than the delay is moved: its assignment is deleted and a new one created on a node that is neither on the
 //! job's avoid list nor one this instance already yo-yoed on, in one fenced transaction that
 //! also appends the move to `resched/<job>`. The delay is `--reschedule-delay` doubled for
 //! every move of the job the record remembers. The record remembers the moves of the last
@@ -174,7 +174,9 @@ pub fn plan(view: &View, now_ms: u64, cfg: &Config, clocks: &mut Clocks) -> Vec<
         let mut decided = None;
         for p in &placed {
             let inst = &p.assignment.instance;
-            if !status(&p.node, inst).is_some_and(|s| s.yoyo) {
+            // A node that refuses the instance (its program missing there) is as good as
+            // one where it keeps dying: moved the same way, under the same budget.
+            if !status(&p.node, inst).is_some_and(|s| s.yoyo || s.state == "refused") {
                 continue;
             }
             let key = (p.node.clone(), inst.clone(), p.create_revision);

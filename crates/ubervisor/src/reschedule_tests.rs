@@ -1,6 +1,6 @@
 use super::*;
 use crate::view::Placed;
-use cluster::{Capacity, NodeInfo, TaskStatus};
+use cluster::TaskStatus;
 use serde_json::json;
 
 const CFG: Config = Config {
@@ -32,20 +32,7 @@ fn view(nodes: usize, count: u32) -> View {
     };
     for i in 1..=nodes {
         let n = format!("n{i}");
-        v.nodes.insert(
-            n.clone(),
-            NodeInfo {
-                v: VERSION,
-                name: n,
-                capacity: Capacity {
-                    cpu: 1000,
-                    mem: 1000,
-                },
-                addr: None,
-                pid: 1,
-                started_at_ms: 0,
-            },
-        );
+        v.nodes.insert(n.clone(), crate::view::test_node(&n));
     }
     let j = job("web", count);
     for i in 1..=count {
@@ -309,5 +296,18 @@ fn the_move_is_one_transaction_fenced_on_what_was_seen() {
     assert!(
         matches!(ops.as_slice(), [crate::reconcile::Op::Assign { node, .. }] if node == "n2"),
         "{ops:?}"
+    );
+}
+
+#[test]
+fn an_instance_its_node_refuses_moves_like_a_yoyo_one() {
+    let mut v = view(2, 1);
+    let mut c = Clocks::default();
+    status(&mut v, "n1", "web-1", "refused", false);
+    assert!(plan(&v, 1000, &CFG, &mut c).is_empty(), "seen, not yet due");
+    let ds = plan(&v, 1200, &CFG, &mut c);
+    assert!(
+        matches!(ds.as_slice(), [Decision::Move { from, to_node, .. }] if from == "n1" && to_node == "n2"),
+        "{ds:?}"
     );
 }
