@@ -31,11 +31,19 @@ impl StoreError {
 
 /// Connects to `endpoints` with request timeouts, so a call to an unreachable etcd fails
 /// (and is retried by the caller) instead of hanging.
+///
+/// HTTP/2 pings stay within what etcd's gRPC server tolerates by default: no more often than
+/// `--grpc-keepalive-min-time` (5 s) on a connection with streams, and none on an idle one.
+/// A client that pings more often is sent GOAWAY ("too_many_pings") after three pings, which
+/// breaks its quiet watches every ~8 s; a node agent then starts a new session and its node
+/// is seen lost until the old lease expires (found by `bench-cluster` with the default 10 s
+/// node TTL: every idle node churned).
 pub async fn connect(endpoints: &[String]) -> Result<Client, StoreError> {
     let opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(3))
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+        .with_keep_alive_while_idle(false);
     Client::connect(endpoints, Some(opts))
         .await
         .map_err(|e| StoreError::new(format!("connect to {}", endpoints.join(",")), e))
