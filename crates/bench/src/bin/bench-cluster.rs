@@ -36,6 +36,12 @@ struct Args {
     /// beside this program, i.e. target/release).
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
+    /// Jobs of 100 instances submitted for the throughput row (default 50; 5 with --quick).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    throughput_jobs: Option<u32>,
+    /// Samples of the latency row (default 200; 30 with --quick).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    latency_samples: Option<u32>,
     /// Keep the temporary folder (etcd data, every process's log) and print where it is.
     #[arg(long)]
     keep_dirs: bool,
@@ -65,8 +71,8 @@ impl Plan {
         if quick {
             Plan {
                 placement_runs: 5,
-                throughput_jobs: 10,
-                throughput_count: 50,
+                throughput_jobs: 5,
+                throughput_count: 100,
                 latency_samples: 30,
                 reps_short: 1,
                 reps_default: 1,
@@ -176,7 +182,13 @@ fn run(args: &Args, run_id: &str) -> Result<()> {
             );
         }
     }
-    let plan = Plan::new(args.quick);
+    let mut plan = Plan::new(args.quick);
+    if let Some(n) = args.throughput_jobs {
+        plan.throughput_jobs = n as usize;
+    }
+    if let Some(n) = args.latency_samples {
+        plan.latency_samples = n as usize;
+    }
     let mut rows = Vec::new();
     if want(What::Placement) {
         rows.push(placement_row(&plan)?);

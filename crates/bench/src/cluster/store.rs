@@ -15,7 +15,8 @@ use super::etcd::Etcd;
 use super::rig::Rig;
 use crate::interrupt;
 
-/// Nodes of the rigs: big enough that capacity never limits the rows.
+/// Nodes of the rigs: big enough that capacity never limits the rows (the throughput row
+/// enlarges them for more than its default load).
 pub const RIG_NODES: usize = 100;
 pub const RIG_NODE: Capacity = Capacity {
     cpu: 64_000,
@@ -141,11 +142,22 @@ pub fn throughput(
     jobs: usize,
     count: u32,
 ) -> Result<Throughput> {
-    let rig = Rig::start(env, etcd, RIG_NODES, RIG_NODE, dir)?;
+    let total = jobs * count as usize;
+    let shapes: [(u64, u64); 4] = [(100, 64), (250, 128), (500, 256), (1_000, 512)];
+    // Capacity must never limit the row: nodes get twice their share of the whole demand
+    // when that is more than RIG_NODE (more than about 130 jobs of 100).
+    let demand = (0..jobs).fold((0, 0), |(c, m), j| {
+        let (cpu, mem) = shapes[j % shapes.len()];
+        (c + cpu * u64::from(count), m + mem * u64::from(count))
+    });
+    let share = |d: u64| 2 * d / RIG_NODES as u64;
+    let capacity = Capacity {
+        cpu: RIG_NODE.cpu.max(share(demand.0)),
+        mem: RIG_NODE.mem.max(share(demand.1)),
+    };
+    let rig = Rig::start(env, etcd, RIG_NODES, capacity, dir)?;
     let client = rt.block_on(cluster::connect(&etcd.endpoints))?;
     let watch = Watch::start(rt, &client, &rig.keys.assign_all())?;
-    let total = jobs * count as usize;
-    let shapes = [(100, 64), (250, 128), (500, 256), (1_000, 512)];
     let t0 = Instant::now();
     for j in 0..jobs {
         interrupt::check()?;
