@@ -159,15 +159,7 @@ fn run(args: &Args, run_id: &str) -> Result<()> {
     .into_iter()
     .any(want);
     let mut needed = vec![];
-    if [
-        What::Throughput,
-        What::Latency,
-        What::Nodeloss,
-        What::Failover,
-    ]
-    .into_iter()
-    .any(want)
-    {
+    if needs_etcd {
         needed.push(&env.ubervisor);
         needed.push(&env.timeserver);
     }
