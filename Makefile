@@ -7,7 +7,7 @@
 #   make cluster
 # Prometheus over either, in another terminal (http://127.0.0.1:9091/):
 #   make monitor
-.PHONY: build-deps bin run run-proxied cluster monitor test test-deps bench clean
+.PHONY: build-deps bin run run-proxied cluster monitor test test-deps bench bench-cluster clean
 
 PORTS ?= 8000-8099
 # The time servers' ports behind the proxy: clear of the proxy's own 8080.
@@ -81,6 +81,12 @@ test: test-deps
 
 bench:
 	cargo run --release --locked -p bench --
+
+# The cluster scheduler's rows (docs/BENCHMARKS.md): a 3-member etcd on loopback (etcd-server,
+# as `make test-deps` installs it), real ubervisors, supervisors and timeservers; about 3 minutes.
+bench-cluster: build-deps
+	cargo build --release --locked --bin ubervisor --bin supervisor --bin timeserver --bin bench-cluster
+	./target/release/bench-cluster --markdown target/bench-cluster.md
 
 clean:
 	cargo clean

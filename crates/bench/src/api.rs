@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 client for 127.0.0.1 (no dependency needed for one GET), free ports, the
 //! `GET /tasks` measurement of our supervisor's API, and a client that reads one path back to
-//! back (the load of the "restart under API load" row).
+//! back (the load of the "restart under API load" row); [`request`], any method with a body
+//! (the APIs of `bench-apply` and `bench-cluster`).
 use crate::stats::Summary;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -41,6 +42,38 @@ pub fn get(port: u16, path: &str, timeout: Duration) -> Result<(u16, usize)> {
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     parse_status(&buf).map(|code| (code, buf.len()))
+}
+
+/// One HTTP/1.1 request to `addr` (`127.0.0.1:PORT`), `Connection: close`: status and body.
+/// `timeout` bounds the connect and each read and write.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, String)> {
+    let sock: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("{addr:?} is not an IP:PORT address"))?;
+    let mut s = TcpStream::connect_timeout(&sock, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let status = parse_status(&buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status, body))
 }
 
 /// The status code of an HTTP/1.x response.

@@ -15,6 +15,8 @@
 //!   (issue 16): the run, the peers' configurations, the load (a paced generator of our own,
 //!   and wrk), the table.
 //! - `stats`, `report`: medians and spreads, the table, the targets, the JSON.
+//! - `cluster`: the cluster scheduler's rows (issues 14 and 15), run by `bench-cluster`: pure
+//!   placement, placements per second and latency on a 3-member etcd, node loss, failover.
 //!
 //! # Theory of operation
 //! Every number comes from the processes themselves, never from the supervisors' claims: each
@@ -27,6 +29,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod install;
 pub mod interrupt;
 pub mod kind;

@@ -36,14 +36,23 @@ impl StoreError {
 ///
 /// Members that do not answer are kept out of the client's balance while they are down
 /// (see [`crate::failover`]), so one dead member of three costs nothing but a moment.
+///
+/// HTTP/2 pings stay within what etcd's gRPC server tolerates by default: no more often than
+/// `--grpc-keepalive-min-time` (5 s) on a connection with streams, and none on an idle one.
+/// A client that pings more often is sent GOAWAY ("too_many_pings") after three pings, which
+/// breaks its quiet watches every ~8 s; a node agent then starts a new session and its node
+/// is seen lost until the old lease expires (found by `bench-cluster` with the default 10 s
+/// node TTL: every idle node churned).
 pub async fn connect(endpoints: &[String]) -> Result<Client, StoreError> {
     const CONNECT: Duration = Duration::from_secs(2);
     const CALL: Duration = Duration::from_secs(3);
-    const PING: Duration = Duration::from_secs(2);
+    const PING: Duration = Duration::from_secs(10);
+    const PING_TIMEOUT: Duration = Duration::from_secs(5);
     let opts = ConnectOptions::new()
         .with_connect_timeout(CONNECT)
         .with_timeout(CALL)
-        .with_keep_alive(PING, PING);
+        .with_keep_alive(PING, PING_TIMEOUT)
+        .with_keep_alive_while_idle(false);
     let (updater, rx) = tokio::sync::oneshot::channel();
     let client = Client::connect_with_balanced_channel(endpoints, Some(opts), Balanced { updater })
         .await
@@ -54,9 +63,9 @@ pub async fn connect(endpoints: &[String]) -> Result<Client, StoreError> {
             let uri: http::Uri = e.parse().ok()?;
             let addr = uri.authority()?.to_string();
             let endpoint = tonic::transport::Endpoint::from(uri.clone())
-                .keep_alive_while_idle(true)
+                .keep_alive_while_idle(false)
                 .http2_keep_alive_interval(PING)
-                .keep_alive_timeout(PING)
+                .keep_alive_timeout(PING_TIMEOUT)
                 .timeout(CALL)
                 .connect_timeout(CONNECT);
             Some(Member {

@@ -9,8 +9,7 @@
 //!
 //! Usage: `bench-apply [--tasks=N] [--reps=N] [--supervisor=PATH]`
 use anyhow::{Context, Result, bail};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -166,22 +165,11 @@ fn run(
 
 /// One HTTP/1.1 request to 127.0.0.1:`port`: status and body.
 fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let status = bench::api::parse_status(&buf)?;
-    let text = String::from_utf8_lossy(&buf);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((status, body))
+    bench::api::request(
+        &format!("127.0.0.1:{port}"),
+        method,
+        path,
+        body,
+        Duration::from_secs(60),
+    )
 }
