@@ -308,6 +308,75 @@ fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
 }
 
+/// Kills everything in the task cgroups a supervisor announced in its log (`tasks are tracked
+/// by cgroup cgroup=PATH`), waits (up to 5 s) until they are empty, and removes them, with the
+/// v1 `memory` and `cpu` cgroups of the same name its limited tasks had. For the harnesses
+/// (tests, benchmarks) that SIGKILL supervisors and must leave nothing behind.
+pub fn clean_announced(log: &str) {
+    for line in log.lines() {
+        if !line.contains("tasks are tracked by cgroup") {
+            continue;
+        }
+        let Some(path) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("cgroup="))
+            .map(std::path::PathBuf::from)
+        else {
+            continue;
+        };
+        if !path.starts_with("/sys/fs/cgroup") || !path.exists() {
+            continue;
+        }
+        let _ = kill(&path);
+        crate::pidfd::wait_until(std::time::Duration::from_secs(5), || {
+            !populated(&path).unwrap_or(false)
+        });
+        let _ = remove(&path);
+        // Tasks with `limits` also had cgroups of the same name in the v1 memory and cpu
+        // hierarchies (under this process's own cgroup there); their processes are gone now.
+        if let Some(name) = path.file_name() {
+            for (controller, mount) in [
+                ("memory", "/sys/fs/cgroup/memory"),
+                ("cpu", "/sys/fs/cgroup/cpu"),
+            ] {
+                if let Some(own) = own_v1_cgroup(controller) {
+                    remove_tree(
+                        &std::path::Path::new(mount)
+                            .join(own.trim_start_matches('/'))
+                            .join(name),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// This process's cgroup in the v1 hierarchy of `controller` (from `/proc/self/cgroup`).
+fn own_v1_cgroup(controller: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| path.to_string())
+    })
+}
+
+/// Removes a cgroup folder and the cgroups below it, deepest first (empty ones only: the
+/// kernel refuses the others).
+fn remove_tree(dir: &std::path::Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

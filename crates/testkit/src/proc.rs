@@ -101,71 +101,10 @@ pub fn pid_alive(pid: i32) -> bool {
     procio::procfs::stat(pid).is_ok_and(|s| !s.is_zombie())
 }
 
-/// Kills everything in the task cgroups a supervisor under test announced in its log (`tasks
-/// are tracked by cgroup cgroup=PATH`), then removes those folders. Task processes that
+/// Kills everything in the task cgroups a supervisor under test announced in its log, then
+/// removes those folders (see [`procio::cgroup::clean_announced`]). Task processes that
 /// rewrote their environment (so the spawner's mark cannot find them) go too; and a
 /// supervisor that was SIGKILLed leaves no folder behind.
 pub fn clean_supervisor_cgroups(log: &str) {
-    for line in log.lines() {
-        if !line.contains("tasks are tracked by cgroup") {
-            continue;
-        }
-        let Some(path) = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("cgroup="))
-            .map(std::path::PathBuf::from)
-        else {
-            continue;
-        };
-        if !path.starts_with("/sys/fs/cgroup") || !path.exists() {
-            continue;
-        }
-        let _ = procio::cgroup::kill(&path);
-        procio::pidfd::wait_until(Duration::from_secs(5), || {
-            !procio::cgroup::populated(&path).unwrap_or(false)
-        });
-        let _ = procio::cgroup::remove(&path);
-        // Tasks with `limits` also had cgroups of the same name in the v1 memory and cpu
-        // hierarchies (under this process's own cgroup there); their processes are gone now.
-        if let Some(name) = path.file_name() {
-            for (controller, mount) in [
-                ("memory", "/sys/fs/cgroup/memory"),
-                ("cpu", "/sys/fs/cgroup/cpu"),
-            ] {
-                if let Some(own) = own_v1_cgroup(controller) {
-                    remove_tree(
-                        &std::path::Path::new(mount)
-                            .join(own.trim_start_matches('/'))
-                            .join(name),
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// This process's cgroup in the v1 hierarchy of `controller` (from `/proc/self/cgroup`).
-fn own_v1_cgroup(controller: &str) -> Option<String> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    text.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        controllers
-            .split(',')
-            .any(|c| c == controller)
-            .then(|| path.to_string())
-    })
-}
-
-/// Removes a cgroup folder and the cgroups below it, deepest first (empty ones only: the
-/// kernel refuses the others).
-fn remove_tree(dir: &std::path::Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
+    procio::cgroup::clean_announced(log);
 }

@@ -103,25 +103,5 @@ impl Drop for Proc {
 /// Kills what is left in the task cgroups a SIGKILLed supervisor announced in its log (`tasks
 /// are tracked by cgroup cgroup=PATH`) and removes the folders, which it can no longer do.
 pub fn clean_cgroups(log: &Path) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    for line in text
-        .lines()
-        .filter(|l| l.contains("tasks are tracked by cgroup"))
-    {
-        let Some(path) = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("cgroup="))
-            .map(|p| PathBuf::from(p.trim_matches('"')))
-        else {
-            continue;
-        };
-        if !path.starts_with("/sys/fs/cgroup") || !path.exists() {
-            continue;
-        }
-        let _ = procio::cgroup::kill(&path);
-        procio::pidfd::wait_until(Duration::from_secs(5), || {
-            !procio::cgroup::populated(&path).unwrap_or(false)
-        });
-        let _ = procio::cgroup::remove(&path);
-    }
+    procio::cgroup::clean_announced(&std::fs::read_to_string(log).unwrap_or_default());
 }
