@@ -12,6 +12,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
+
+use servicekit::http_client::Url;
+use tokio::time::Instant;
 
 use crate::backends::Registry;
 
@@ -59,6 +63,14 @@ impl Feed {
         self.registry.replace(targets);
     }
 
+    /// Publishes `targets` unless they are what `published` says went out last.
+    pub fn publish_if_changed(&self, targets: Vec<Target>, published: &mut Option<Vec<Target>>) {
+        if published.as_ref() != Some(&targets) {
+            self.publish(targets.clone());
+            *published = Some(targets);
+        }
+    }
+
     /// The source follows its origin live again.
     pub fn connected(&self) {
         self.registry.source_status(|s| {
@@ -73,6 +85,78 @@ impl Feed {
             s.connected = false;
             s.last_error = Some(error);
         });
+    }
+}
+
+/// How a following source (supervisor, ubervisor) reads its origin: a re-read this long
+/// after an event, never sooner than [`MIN_READ_GAP`] after the previous read.
+pub const DEBOUNCE: Duration = Duration::from_millis(10);
+pub const MIN_READ_GAP: Duration = Duration::from_millis(100);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Both origins send a keep-alive comment every 15 s: this much silence means the stream died.
+pub const SILENCE: Duration = Duration::from_secs(45);
+
+/// `http://HOST:PORT/NAME` of a `kind:` source: the API (empty path) and the name after it.
+/// `what` and `example` say what the name is, for the error when it is missing.
+pub fn api_and_name(
+    kind: &str,
+    s: &str,
+    what: &str,
+    example: &str,
+) -> Result<(Url, String), String> {
+    let url = Url::parse(s)?;
+    let name = url.path.trim_start_matches('/').to_string();
+    if name.is_empty() {
+        return Err(format!(
+            "{kind}:{s}: no {what} after the address (e.g. {example})"
+        ));
+    }
+    Ok((
+        Url {
+            authority: url.authority,
+            path: String::new(),
+        },
+        name,
+    ))
+}
+
+/// The pause between a source's sessions when its origin cannot be reached: 100 ms, doubling to
+/// 2 s while it keeps failing, and from 100 ms again after a session that ran a while.
+pub struct Reconnect {
+    delay: Duration,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect { delay: FIRST }
+    }
+}
+
+const FIRST: Duration = Duration::from_millis(100);
+const MAX: Duration = Duration::from_secs(2);
+/// A session that lasted this long was a success: the backoff starts over.
+const GOOD_SESSION: Duration = Duration::from_secs(5);
+
+impl Reconnect {
+    /// After a session that began at `started` ended with `why`: logs that `source` lost its
+    /// `origin` (keeping the last list), tells the status page, and waits the backoff.
+    pub async fn after(
+        &mut self,
+        started: Instant,
+        feed: &Feed,
+        source: &str,
+        origin: &str,
+        why: String,
+    ) {
+        if started.elapsed() > GOOD_SESSION {
+            self.delay = FIRST;
+        }
+        tracing::warn!(source = %source, error = %why, retry_in_ms = self.delay.as_millis() as u64,
+            "lost the {origin}; keeping the last known backends");
+        feed.disconnected(why);
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(MAX);
     }
 }
 

@@ -31,17 +31,12 @@ use servicekit::http_client::{self, Url};
 use tokio::time::Instant;
 
 use super::sse::Stream;
-use super::{Feed, Source, Target};
+use super::{
+    CONNECT_TIMEOUT, DEBOUNCE, Feed, MIN_READ_GAP, READ_TIMEOUT, Reconnect, SILENCE, Source,
+    Target, api_and_name,
+};
 
-const DEBOUNCE: Duration = Duration::from_millis(10);
-const MIN_READ_GAP: Duration = Duration::from_millis(100);
 const RESYNC: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// The supervisor sends a keep-alive comment every 15 s.
-const SILENCE: Duration = Duration::from_secs(45);
-const RECONNECT_FIRST: Duration = Duration::from_millis(100);
-const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
 /// `supervisor:http://HOST:PORT/PATTERN`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,13 +49,7 @@ pub struct Spec {
 
 impl Spec {
     pub fn parse(s: &str) -> Result<Spec, String> {
-        let url = Url::parse(s)?;
-        let pattern = url.path.trim_start_matches('/').to_string();
-        if pattern.is_empty() {
-            return Err(format!(
-                "supervisor:{s}: no task pattern after the address (e.g. /timeserver-*)"
-            ));
-        }
+        let (api, pattern) = api_and_name("supervisor", s, "task pattern", "/timeserver-*")?;
         if let Some(c) = pattern
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || "._-*?".contains(*c)))
@@ -70,21 +59,14 @@ impl Spec {
                  A-Z a-z 0-9 . _ -, and * and ? are wildcards)"
             ));
         }
-        let host = url
+        let host = api
             .authority
             .to_socket_addrs()
-            .map_err(|e| format!("supervisor:{s}: cannot resolve {}: {e}", url.authority))?
+            .map_err(|e| format!("supervisor:{s}: cannot resolve {}: {e}", api.authority))?
             .next()
-            .ok_or_else(|| format!("supervisor:{s}: {} resolves to nothing", url.authority))?
+            .ok_or_else(|| format!("supervisor:{s}: {} resolves to nothing", api.authority))?
             .ip();
-        Ok(Spec {
-            api: Url {
-                authority: url.authority,
-                path: String::new(),
-            },
-            host,
-            pattern,
-        })
+        Ok(Spec { api, host, pattern })
     }
 }
 
@@ -324,11 +306,7 @@ impl Supervisor {
     }
 
     fn publish(&self, feed: &Feed, view: &View, published: &mut Option<Vec<Target>>) {
-        let targets = view.targets(self.spec.host);
-        if published.as_ref() != Some(&targets) {
-            feed.publish(targets.clone());
-            *published = Some(targets);
-        }
+        feed.publish_if_changed(view.targets(self.spec.host), published);
     }
 }
 
@@ -344,22 +322,16 @@ impl Source for Supervisor {
         Box::pin(async move {
             let mut view = View::default();
             let mut published = None;
-            let mut delay = RECONNECT_FIRST;
+            let mut reconnect = Reconnect::default();
             loop {
                 let started = Instant::now();
                 let why = match self.session(&feed, &mut view, &mut published).await {
                     Ok(()) => "the supervisor ended the event stream".to_string(),
                     Err(e) => e,
                 };
-                // A session that ran a while was a success: start the backoff over.
-                if started.elapsed() > Duration::from_secs(5) {
-                    delay = RECONNECT_FIRST;
-                }
-                tracing::warn!(source = %self.describe(), error = %why, retry_in_ms = delay.as_millis() as u64,
-                    "lost the supervisor; keeping the last known backends");
-                feed.disconnected(why);
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RECONNECT_MAX);
+                reconnect
+                    .after(started, &feed, &self.describe(), "supervisor", why)
+                    .await;
             }
         })
     }

@@ -18,16 +18,12 @@ use servicekit::http_client::{self, Url};
 use tokio::time::Instant;
 
 use super::sse::Stream;
-use super::{Feed, Source, Target};
+use super::{
+    CONNECT_TIMEOUT, DEBOUNCE, Feed, MIN_READ_GAP, READ_TIMEOUT, Reconnect, SILENCE, Source,
+    Target, api_and_name,
+};
 
-const DEBOUNCE: Duration = Duration::from_millis(10);
-const MIN_READ_GAP: Duration = Duration::from_millis(100);
 const RESYNC: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-const SILENCE: Duration = Duration::from_secs(45);
-const RECONNECT_FIRST: Duration = Duration::from_millis(100);
-const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
 /// `ubervisor:http://HOST:PORT/JOB`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,26 +34,14 @@ pub struct Spec {
 
 impl Spec {
     pub fn parse(s: &str) -> Result<Spec, String> {
-        let url = Url::parse(s)?;
-        let job = url.path.trim_start_matches('/').to_string();
-        if job.is_empty() {
-            return Err(format!(
-                "ubervisor:{s}: no job name after the address (e.g. /timeserver)"
-            ));
-        }
+        let (api, job) = api_and_name("ubervisor", s, "job name", "/timeserver")?;
         if let Some(c) = job
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
         {
             return Err(format!("ubervisor:{s}: {c:?} cannot be in a job name"));
         }
-        Ok(Spec {
-            api: Url {
-                authority: url.authority,
-                path: String::new(),
-            },
-            job,
-        })
+        Ok(Spec { api, job })
     }
 }
 
@@ -110,7 +94,7 @@ impl Ubervisor {
         let list = self.read().await?;
         let mut last_read = Instant::now();
         feed.connected();
-        publish(feed, list, published);
+        feed.publish_if_changed(list, published);
         tracing::info!(source = %self.describe(), "following the ubervisor's view");
         let mut next_read: Option<Instant> = None;
         loop {
@@ -128,7 +112,7 @@ impl Ubervisor {
                     let list = self.read().await?;
                     last_read = Instant::now();
                     next_read = None;
-                    publish(feed, list, published);
+                    feed.publish_if_changed(list, published);
                 }
             }
         }
@@ -157,13 +141,6 @@ pub fn targets(job: &serde_json::Value) -> Vec<Target> {
     out
 }
 
-fn publish(feed: &Feed, list: Vec<Target>, published: &mut Option<Vec<Target>>) {
-    if published.as_ref() != Some(&list) {
-        feed.publish(list.clone());
-        *published = Some(list);
-    }
-}
-
 impl Source for Ubervisor {
     fn describe(&self) -> String {
         format!(
@@ -175,21 +152,16 @@ impl Source for Ubervisor {
     fn run(self: Box<Self>, feed: Feed) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let mut published = None;
-            let mut delay = RECONNECT_FIRST;
+            let mut reconnect = Reconnect::default();
             loop {
                 let started = Instant::now();
                 let why = match self.session(&feed, &mut published).await {
                     Ok(()) => "the ubervisor ended the event stream".to_string(),
                     Err(e) => e,
                 };
-                if started.elapsed() > Duration::from_secs(5) {
-                    delay = RECONNECT_FIRST;
-                }
-                tracing::warn!(source = %self.describe(), error = %why, retry_in_ms = delay.as_millis() as u64,
-                    "lost the ubervisor; keeping the last known backends");
-                feed.disconnected(why);
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RECONNECT_MAX);
+                reconnect
+                    .after(started, &feed, &self.describe(), "ubervisor", why)
+                    .await;
             }
         })
     }
