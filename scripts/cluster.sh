@@ -24,7 +24,9 @@ stop() {
     for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
     echo "all stopped"
 }
-trap stop INT TERM EXIT
+# Ctrl-C (or SIGTERM) is the way out: a clean stop exits 0.
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 sup_pids=()
 
 command -v etcd >/dev/null || { echo "etcd is missing: sudo apt-get install etcd-server" >&2; exit 1; }
