@@ -12,7 +12,8 @@
 //!
 //! **Cost**: reading a cgroup's files costs tens of microseconds per task, so 10 000 tasks
 //! would make every `/tasks` wait for about a second. [`lookup`] therefore measures in place
-//! only while a whole pass is estimated to stay under [`SYNC_BUDGET`]; above that, answers come
+//! up to [`SMALL`] instances, and above that only while a whole pass is estimated to stay
+//! under [`SYNC_BUDGET`]; beyond, answers come
 //! from the last pass of a sampler thread, which makes a pass only when asked (so an idle
 //! supervisor does not read anything) and at most every ten times a pass's cost (so it takes
 //! at most about a tenth of a core), and a new instance shows `null` until the next pass.
@@ -26,8 +27,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The longest a request measures in place.
+/// The longest a request measures in place (above [`SMALL`] instances).
 pub const SYNC_BUDGET: Duration = Duration::from_millis(20);
+/// Up to this many instances a request always measures in place.
+pub const SMALL: u32 = 200;
 
 /// Where the usage of one running instance is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,10 +98,10 @@ pub fn lookup(sources: &[Option<Source>]) -> Vec<Option<Usage>> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         g.as_ref().and_then(|s| s.last).map(|(_, c)| c)
     };
-    let cheap = match per_source {
-        Some(c) => c * live <= SYNC_BUDGET,
-        None => live <= 200,
-    };
+    // A few hundred instances are always measured in place, however slow a busy machine makes
+    // one pass look: the sampler is for the supervisors where a pass costs a real share of a
+    // core, and its answers lag (a new instance shows null until the next pass).
+    let cheap = live <= SMALL || per_source.is_some_and(|c| c * live <= SYNC_BUDGET);
     if cheap {
         let t0 = Instant::now();
         let got = measure(sources);
